@@ -1,0 +1,230 @@
+"""Load and validate lab.yaml: the one place YAML is read. Every problem is reported at once.
+
+Each problem is one line `lab.yaml:LINE:COL: field.path: message` (copier's `loc: msg`, molecule's
+path-qualified schema errors), and any problem means nothing is launched (exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import BaseModel, ValidationError
+
+from labctl.errors import ConfigError
+from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
+from labctl.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
+
+MAX_FILE_BYTES: Final = 1_000_000
+
+
+@dataclass(frozen=True)
+class LabFile:
+    """A validated lab and where it came from."""
+
+    lab: Lab
+    path: Path
+    digest: str  # sha256 of the file text: snapshots record it to warn when lab.yaml changed
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def app_source_dir(self) -> Path | None:
+        """Absolute directory of a `source.path` app, relative paths being relative to lab.yaml."""
+        raw = self.lab.app.source.path
+        return None if raw is None else (self.base_dir / raw).resolve()
+
+
+def load_lab(path: Path) -> LabFile:
+    """Read, parse and validate a lab file; raise ConfigError listing every problem."""
+    shown = str(path)
+    if path.is_dir():
+        raise ConfigError([f"{shown}: is a directory, expected a lab.yaml file"])
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: no such file (use -f PATH to point at your lab.yaml)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{shown}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([f"{shown}: file is {len(raw)} bytes; a lab.yaml over 1 MB is not a lab"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]) from None
+    lab = parse_lab(text, shown, base_dir=path.parent)
+    return LabFile(lab=lab, path=path.resolve(), digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = None) -> Lab:
+    """Validate lab text. `base_dir` resolves `app.source.path` (checked only when given)."""
+    if "\x00" in text:
+        raise ConfigError([f"{shown}: contains NUL bytes; is this a binary file?"])
+    try:
+        loaded = load_yaml_with_positions(text)
+    except YamlSyntaxError as exc:
+        where = f"{shown}:{exc.position.line}:{exc.position.column}" if exc.position else shown
+        raise ConfigError([f"{where}: {exc.message}"]) from None
+    if loaded.data is None:
+        raise ConfigError([f"{shown}: file is empty; see examples/ for a lab.yaml to start from"])
+    if not isinstance(loaded.data, dict):
+        raise ConfigError([f"{shown}:1:1: expected a mapping of settings (name:, domain:, vms:...)"])
+
+    problems = [_line(shown, loaded, path, "duplicate key (each key may appear once)") for path, _ in loaded.duplicates]
+    try:
+        lab = Lab.model_validate(loaded.data)
+    except ValidationError as exc:
+        problems += [_from_pydantic(shown, loaded, err) for err in exc.errors()]
+        raise ConfigError(sorted(set(problems), key=_sort_key)) from None
+    problems += [_line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)]
+    if problems:
+        raise ConfigError(sorted(set(problems), key=_sort_key))
+    return lab
+
+
+def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
+    """Rules that relate several fields. Returns (path, message) pairs."""
+    found: list[tuple[Path_, str]] = []
+    lbs = [i for i, vm in enumerate(lab.vms) if "lb" in vm.roles]
+    if not lbs:
+        found.append((("vms",), "no VM has role lb: exactly one VM must run the load balancer"))
+    for i in lbs[1:]:
+        found.append((("vms", i, "roles"), f"a second lb VM; {lab.vms[lbs[0]].name!r} already has role lb (exactly one allowed)"))
+    if not lab.app_vms:
+        found.append((("vms",), "no VM has role app: at least one VM must run the app"))
+    seen: dict[str, int] = {}
+    for i, vm in enumerate(lab.vms):
+        if vm.name in seen:
+            found.append((("vms", i, "name"), f"duplicate VM name {vm.name!r} (also vms[{seen[vm.name]}])"))
+        seen.setdefault(vm.name, i)
+        if len(set(vm.roles)) != len(vm.roles):
+            found.append((("vms", i, "roles"), "a role is listed twice"))
+        instance = lab.instance_name(vm)
+        if len(instance) > MAX_INSTANCE_NAME or not NAME_RE.match(instance):
+            found.append((("vms", i, "name"), f"instance name {instance!r} (<lab>-<vm>) is longer than {MAX_INSTANCE_NAME} characters"))
+        if set(vm.roles) == {"app", "lb"} and lab.app.port == lab.lb.port:
+            found.append((("app", "port"), f"port {lab.app.port} is also the load balancer's port on {vm.name!r}; use another app port"))
+    names = [lab.domain, *lab.aliases]
+    for i, alias in enumerate(lab.aliases):
+        if names.count(alias) > 1:
+            found.append((("aliases", i), f"{alias!r} is listed twice (domain and aliases must differ)"))
+    found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
+    found += [(("lb", *p), m) for p, m in _check_lb(lab.lb, len(lab.app_vms))]
+    return found
+
+
+def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
+    found: list[tuple[Path_, str]] = []
+    src: AppSource = app.source
+    kinds = [k for k in ("builtin", "git", "path") if getattr(src, k) is not None]
+    if len(kinds) != 1:
+        found.append((("source",), "give exactly one of builtin, git or path" + (f" (got {', '.join(kinds)})" if kinds else "")))
+    if src.ref is not None and src.git is None:
+        found.append((("source", "ref"), "ref only applies to a git source"))
+    if src.path is not None and base_dir is not None and not (base_dir / src.path).is_dir():
+        found.append((("source", "path"), f"{src.path!r} is not a directory (relative paths start at lab.yaml's folder)"))
+    start: AppStart | None = app.start
+    if start is None and src.builtin is None:
+        found.append((("start",), "required for a git or path app: say serve: DIR, script: FILE or command: CMD"))
+    elif start is not None:
+        modes = [k for k in ("serve", "script", "command") if getattr(start, k) is not None]
+        if len(modes) != 1:
+            found.append((("start",), "give exactly one of serve, script or command"))
+        for key in ("serve", "script"):
+            value = getattr(start, key)
+            if value is not None and (value.startswith("/") or ".." in Path(value).parts or "\x00" in value or not value):
+                found.append((("start", key), f"{value!r} must be a path inside the app's folder"))
+    for i, name in enumerate(app.secret_env):
+        if name not in app.env:
+            found.append((("secret_env", i), f"{name!r} is not a key of app.env"))
+    return found
+
+
+def _check_lb(lb: LoadBalancer, app_count: int) -> list[tuple[Path_, str]]:
+    if lb.read_timeout < lb.connect_timeout:
+        return [(("read_timeout",), "should not be shorter than connect_timeout")]
+    return []
+
+
+def _from_pydantic(shown: str, loaded: LoadedYaml, err: Any) -> str:
+    loc: Path_ = tuple(part for part in err["loc"] if not _is_union_tag(part))
+    kind, message = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        message = f"unknown key {key!r}" + _suggest(key, _allowed_keys(loc[:-1]))
+    elif kind == "missing":
+        message = "required"
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        message = f"{message}, got {err['input']!r}"
+    return _line(shown, loaded, loc, message)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic adds a member tag (e.g. "str", "function-before[...]") to union error paths
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "none"})
+
+
+def _allowed_keys(loc: Path_) -> list[str]:
+    model: type[BaseModel] | None = Lab
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_of(field.annotation) if field else None
+    return list(model.model_fields) if model else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found:
+            return found
+    if annotation is list[Vm]:
+        return Vm
+    return None
+
+
+def _suggest(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (allowed: {', '.join(allowed)})" if allowed else ""
+
+
+def _line(shown: str, loaded: LoadedYaml, path: Path_, message: str) -> str:
+    pos = loaded.position_of(path)
+    where = f"{shown}:{pos.line}:{pos.column}" if pos else shown
+    return f"{where}: {dotted(path) or '(top level)'}: {message}"
+
+
+def dotted(path: Path_) -> str:
+    """`('vms', 1, 'name')` -> `vms[1].name`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _sort_key(line: str) -> tuple[int, int, str]:
+    parts = line.split(":", 3)
+    try:
+        return int(parts[1]), int(parts[2]), line
+    except (IndexError, ValueError):
+        return 0, 0, line
+
+
+def json_schema() -> str:
+    """JSON Schema (draft 2020-12) of lab.yaml, for editors."""
+    schema = Lab.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "labctl lab.yaml"
+    return json.dumps(schema, indent=2, sort_keys=True)

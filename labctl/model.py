@@ -1,0 +1,243 @@
+"""The lab model: what lab.yaml may say, as frozen pydantic models. Loading lives in `config.py`.
+
+Field-level rules live here (names, sizes, durations); rules that relate several fields (exactly one
+LB, unique VM names, ports that collide) live in `config.py`, so each is reported with its own path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+# Multipass's instance-name rule (multipass.md §6): letters, digits, hyphens; starts with a letter,
+# ends with a letter or digit. A single letter is valid.
+NAME_RE: Final = re.compile(r"^(?:[a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])$")
+# Multipass's size syntax (multipass.md §2.1, src/utils/memory_size.cpp), binary units.
+SIZE_RE: Final = re.compile(r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I)
+DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+HOSTNAME_LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PM2_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+GIT_REF_RE: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")
+IMAGE_RE: Final = re.compile(r"^(?:(?:release|daily):)?[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+MAX_INSTANCE_NAME: Final = 63  # a hostname label; cloud-init sets the VM hostname from it
+
+_UNITS: Final = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def size_in_bytes(text: str) -> int:
+    """Bytes for a Multipass size string (`1G`, `1.5G`, `512MiB`, `2048`)."""
+    match = SIZE_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    whole, fraction, unit = match.group(1), match.group(2) or "", (match.group(3) or "").upper()
+    value = float(f"{whole}.{fraction}") if fraction else int(whole)
+    return int(value * _UNITS[unit])
+
+
+def _size(minimum: str) -> Any:
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"expected a size like \"2G\", got {value!r}")
+        text = str(value).strip()
+        if not SIZE_RE.match(text):
+            raise ValueError(f"expected a size like \"2G\" or \"512M\", got {text!r}")
+        if size_in_bytes(text) < size_in_bytes(minimum):
+            raise ValueError(f"{text} is below Multipass's minimum of {minimum}")
+        return text
+
+    return check
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `90s`, `2m`, `1m30s`, `1h`."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like \"30s\" or \"5m\", got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())) and value.strip():
+        hours, minutes, secs = match.groups()
+        seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
+    else:
+        raise ValueError(f"expected a duration like \"30s\" or \"5m\", got {value!r}")
+    if seconds <= 0 or seconds > 7 * 24 * 3600:
+        raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
+    return seconds
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits and hyphens, start with a letter "
+            "and end with a letter or digit (Multipass's instance-name rule)"
+        )
+    return value
+
+
+def _domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a domain name like \"alvin.xyz\", got {value!r}")
+    name = value.strip().lower().rstrip(".")
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(HOSTNAME_LABEL_RE.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise ValueError(f"{value!r} is not a valid domain name (like \"alvin.xyz\")")
+    return name
+
+
+def _image(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{value:.2f}" if isinstance(value, float) else str(value)  # `image: 24.04` in YAML
+    if not isinstance(value, str):
+        raise ValueError(f"expected an image like \"24.04\" or \"noble\", got {value!r}")
+    if value.startswith(("http://", "https://", "file://")) and not re.search(r"\s", value):
+        return value
+    if not IMAGE_RE.match(value):
+        raise ValueError(f"{value!r} is not a Multipass image (like \"24.04\", \"noble\", \"lts\")")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return check
+
+
+_DURATION_SCHEMA: Final = WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": DURATION_RE.pattern}]}
+)
+Name = Annotated[str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern})]
+Domain = Annotated[str, BeforeValidator(_domain), WithJsonSchema({"type": "string", "format": "hostname"})]
+Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
+_SIZE_SCHEMA: Final = {"anyOf": [{"type": "string", "pattern": SIZE_RE.pattern}, {"type": "integer"}]}
+Memory = Annotated[str, BeforeValidator(_size("128M")), WithJsonSchema(_SIZE_SCHEMA)]
+Disk = Annotated[str, BeforeValidator(_size("512M")), WithJsonSchema(_SIZE_SCHEMA)]
+Image = Annotated[str, BeforeValidator(_image), WithJsonSchema({"type": "string"})]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Role = Literal["app", "lb"]
+ShellCommand = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[^\x00]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VmDefaults(_Strict):
+    cpus: Annotated[int, Field(ge=1, le=64)] = 1
+    memory: Memory = "1G"
+    disk: Disk = "5G"
+
+
+class AppSource(_Strict):
+    """Exactly one of `builtin`, `git` or `path`."""
+
+    builtin: Literal["hello"] | None = None
+    git: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_url(v))] = None
+    ref: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _pattern(GIT_REF_RE, "git ref")(v))] = None
+    path: str | None = None
+
+
+def _git_url(value: Any) -> str:
+    # A URL or a path git understands. Never starts with "-" so it cannot become a git option.
+    if not isinstance(value, str) or not value or value.startswith("-") or re.search(r"[\s\x00]", value):
+        raise ValueError(f"{value!r} is not a git URL (like \"https://github.com/owner/repo\")")
+    return value
+
+
+class AppStart(_Strict):
+    """How pm2 runs the app: exactly one of `serve` (static dir), `script` (a Node file) or `command`."""
+
+    serve: str | None = None
+    spa: bool = True
+    script: str | None = None
+    command: ShellCommand | None = None
+    instances: Annotated[int, Field(ge=1, le=16)] = 1
+
+
+class App(_Strict):
+    name: Annotated[str, BeforeValidator(_pattern(PM2_NAME_RE, "pm2 process name"))] = "app"
+    source: AppSource = AppSource(builtin="hello")
+    install: ShellCommand | None = None
+    build: ShellCommand | None = None
+    start: AppStart | None = None
+    port: Port = 3000
+    node_version: Literal[18, 20, 22, 24] = 20
+    env: dict[Annotated[str, BeforeValidator(_pattern(ENV_NAME_RE, "environment variable name"))], Annotated[str, Field(max_length=8000, pattern=r"^[^\x00]*$")]] = {}
+    secret_env: list[str] = Field(default=[], description="Names in `env` whose values are never printed")
+
+
+class Vm(_Strict):
+    name: Name
+    roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
+    cpus: Annotated[int, Field(ge=1, le=64)] | None = None
+    memory: Memory | None = None
+    disk: Disk | None = None
+
+
+class LoadBalancer(_Strict):
+    """nginx upstream settings; defaults follow stack.md §1.3's failover measurements."""
+
+    method: Literal["round_robin", "least_conn", "ip_hash"] = "round_robin"
+    max_fails: Annotated[int, Field(ge=0, le=100)] = 2
+    fail_timeout: Duration = 5.0
+    keepalive: Annotated[int, Field(ge=0, le=1024)] = 16
+    port: Port = 80
+    connect_timeout: Duration = 2.0
+    read_timeout: Duration = 5.0
+    retry_non_idempotent: bool = False
+
+
+class Waits(_Strict):
+    """Per-stage time limits."""
+
+    launch: Duration = 900.0  # passed to `multipass launch --timeout` (stack.md §4.5: dumbflix needs >=900 s)
+    cloud_init: Duration = 1800.0
+    serve: Duration = 180.0
+
+
+class Lab(_Strict):
+    name: Name
+    domain: Domain
+    aliases: list[Domain] = []
+    image: Image = "24.04"
+    defaults: VmDefaults = VmDefaults()
+    app: App = App()
+    vms: Annotated[list[Vm], Field(min_length=1, max_length=64)]
+    lb: LoadBalancer = LoadBalancer()
+    waits: Waits = Waits()
+    manage_hosts: bool = True
+
+    def instance_name(self, vm: Vm) -> str:
+        return f"{self.name}-{vm.name}"
+
+    @property
+    def lb_vm(self) -> Vm:
+        return next(vm for vm in self.vms if "lb" in vm.roles)
+
+    @property
+    def app_vms(self) -> list[Vm]:
+        return [vm for vm in self.vms if "app" in vm.roles]
+
+    def vm(self, name: str) -> Vm | None:
+        return next((vm for vm in self.vms if vm.name == name), None)
+
+    def cpus_of(self, vm: Vm) -> int:
+        return vm.cpus if vm.cpus is not None else self.defaults.cpus
+
+    def memory_of(self, vm: Vm) -> str:
+        return vm.memory if vm.memory is not None else self.defaults.memory
+
+    def disk_of(self, vm: Vm) -> str:
+        return vm.disk if vm.disk is not None else self.defaults.disk
+
+    @property
+    def server_names(self) -> list[str]:
+        return [self.domain, *self.aliases]
