@@ -75,7 +75,10 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     if not isinstance(loaded.data, dict):
         raise ConfigError([f"{shown}:1:1: expected a mapping of settings (name:, domain:, vms:...)"])
 
-    problems = [_line(shown, loaded, path, "duplicate key (each key may appear once)") for path, _ in loaded.duplicates]
+    problems = [
+        f"{shown}:{pos.line}:{pos.column}: {dotted(path)}: duplicate key (each key may appear once)"
+        for path, pos in loaded.duplicates
+    ]
     try:
         lab = Lab.model_validate(loaded.data)
     except ValidationError as exc:
