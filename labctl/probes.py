@@ -1,0 +1,234 @@
+"""Is the lab's domain serving? DNS + HTTP checks, and the one retry policy (tenacity) for waits.
+
+A check sends a bounded number of requests to the address the domain resolves to, with the
+domain as Host header (as a browser would), and records which backend answered each one from the
+`X-Lab-Backend` header ($upstream_addr) that the rendered nginx site adds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from labctl.errors import ProbeTimeoutError
+
+BACKEND_HEADER: Final = "X-Lab-Backend"
+T = TypeVar("T")
+Resolver = Callable[[str], list[str]]
+
+
+def resolve(name: str) -> list[str]:
+    """IPv4 addresses the system resolver (hosts file first, per nsswitch) gives for `name`."""
+    try:
+        infos = socket.getaddrinfo(name, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int | None  # None: no HTTP answer at all
+    backend: str | None  # the upstream that answered (last address of $upstream_addr)
+    error: str = ""
+    seconds: float = 0.0
+
+
+def http_get(ip: str, port: int, host: str, *, path: str = "/", timeout: float = 5.0) -> HttpAnswer:
+    """One GET to ip:port with `Host: host`; never raises."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "labctl-probe"})
+        response = conn.getresponse()
+        response.read(65536)
+        return HttpAnswer(
+            response.status, last_upstream(response.getheader(BACKEND_HEADER)),
+            seconds=time.monotonic() - started,
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        return HttpAnswer(None, None, error=_describe(exc), seconds=time.monotonic() - started)
+    finally:
+        conn.close()
+
+
+def last_upstream(header: str | None) -> str | None:
+    """`$upstream_addr` lists every server tried ("a:1, b:1"); the last one answered."""
+    if not header:
+        return None
+    last = header.replace(" : ", ",").split(",")[-1].strip()
+    return last or None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class DomainCheck:
+    domain: str
+    expected_ip: str | None
+    resolved: tuple[str, ...] = ()
+    statuses: tuple[int | None, ...] = ()
+    backends_seen: frozenset[str] = frozenset()
+    expected_backends: frozenset[str] = frozenset()
+    error: str = ""
+    via: str | None = None  # the address requests went to
+
+    @property
+    def resolves(self) -> bool:
+        return self.expected_ip is not None and self.expected_ip in self.resolved
+
+    @property
+    def serving(self) -> bool:
+        return bool(self.statuses) and any(code == 200 for code in self.statuses)
+
+    @property
+    def all_backends_seen(self) -> bool:
+        return self.expected_backends <= self.backends_seen
+
+    @property
+    def missing_backends(self) -> frozenset[str]:
+        return self.expected_backends - self.backends_seen
+
+    def healthy(self, *, need_resolution: bool = True) -> bool:
+        return (self.resolves or not need_resolution) and self.serving and self.all_backends_seen
+
+    def describe(self) -> str:
+        parts = []
+        if self.expected_ip and not self.resolves:
+            got = ", ".join(self.resolved) or "nothing"
+            parts.append(f"{self.domain} resolves to {got}, not the load balancer {self.expected_ip}")
+        if not self.statuses:
+            parts.append(self.error or "no request was sent")
+        elif not self.serving:
+            codes = sorted({str(code) if code else "no answer" for code in self.statuses})
+            parts.append(f"HTTP {'/'.join(codes)}" + (f" ({self.error})" if self.error else ""))
+        if self.missing_backends:
+            parts.append("backends never seen: " + ", ".join(sorted(self.missing_backends)))
+        return "; ".join(parts) or "serving"
+
+
+def check_domain(
+    domain: str,
+    *,
+    port: int,
+    expected_ip: str | None,
+    expected_backends: frozenset[str],
+    requests: int,
+    timeout: float = 5.0,
+    resolver: Resolver = resolve,
+    use_resolution: bool = True,
+) -> DomainCheck:
+    """Resolve `domain`, then send up to `requests` GETs; stop early once every backend answered.
+
+    With `use_resolution=False` (hosts file not managed) the requests go straight to the load
+    balancer's address, still with the domain as Host header.
+    """
+    resolved = tuple(resolver(domain))
+    target = (resolved[0] if resolved else None) if use_resolution else expected_ip
+    if expected_ip and expected_ip in resolved:
+        target = expected_ip
+    if target is None:
+        return DomainCheck(domain, expected_ip, resolved, expected_backends=expected_backends,
+                           error=f"{domain} does not resolve")
+    statuses: list[int | None] = []
+    seen: set[str] = set()
+    error = ""
+    for _ in range(max(1, requests)):
+        answer = http_get(target, port, domain, timeout=timeout)
+        statuses.append(answer.status)
+        error = answer.error or error
+        if answer.status == 200 and answer.backend:
+            seen.add(answer.backend)
+        if answer.status is None and not statuses.count(200):
+            break  # nothing listens: more requests would only wait longer
+        if expected_backends <= seen and answer.status == 200:
+            break
+    return DomainCheck(domain, expected_ip, resolved, tuple(statuses), frozenset(seen),
+                       expected_backends, error, via=target)
+
+
+def wait_until(
+    attempt: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    timeout: float,
+    interval: float,
+    describe: Callable[[T], str],
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[T], None] | None = None,
+) -> T:
+    """Call `attempt` until `done(result)` or `timeout` seconds passed (tenacity).
+
+    Raises ProbeTimeoutError naming `what`, the attempt count and the last result.
+    """
+    attempts = 0
+
+    def counted() -> T:
+        nonlocal attempts
+        attempts += 1
+        result = attempt()
+        if on_retry and not done(result):
+            on_retry(result)
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda result: not done(result)),
+        sleep=sleep,
+    )
+    try:
+        return retrying(counted)
+    except RetryError as exc:
+        last: T = exc.last_attempt.result()
+        raise ProbeTimeoutError(
+            f"{what}: not ready after {timeout:.0f}s ({attempts} attempts); last: {describe(last)}"
+        ) from None
+
+
+@dataclass
+class Tally:
+    """Counts of a bounded request loop (drills, e2e tests)."""
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_backend: dict[str, int] = field(default_factory=dict)
+    max_seconds: float = 0.0
+
+    def add(self, answer: HttpAnswer) -> None:
+        self.total += 1
+        key = str(answer.status) if answer.status else f"error: {answer.error}"
+        self.by_status[key] = self.by_status.get(key, 0) + 1
+        if answer.backend:
+            self.by_backend[answer.backend] = self.by_backend.get(answer.backend, 0) + 1
+        self.max_seconds = max(self.max_seconds, answer.seconds)
+
+    @property
+    def ok(self) -> int:
+        return self.by_status.get("200", 0)
+
+
+def hammer(ip: str, port: int, host: str, *, requests: int, deadline: float, timeout: float = 10.0) -> Tally:
+    """Send up to `requests` sequential GETs, stopping at `deadline` seconds (bounded both ways)."""
+    tally = Tally()
+    end = time.monotonic() + deadline
+    for _ in range(requests):
+        if time.monotonic() > end:
+            break
+        tally.add(http_get(ip, port, host, timeout=timeout))
+    return tally
