@@ -1,0 +1,57 @@
+# The README's two commands: `make up` and `make test`. Both do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LAB    ?= lab.yaml
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test venv system-deps lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## up: install labctl into .venv and bring up ./lab.yaml (LAB=examples/hello/lab.yaml for another)
+up: venv
+	$(BIN)/labctl up -f $(LAB)
+
+## system-deps: what the tests run for real (nginx, cloud-init, node, pm2, iproute2); root + apt only
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  set -e; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    nginx cloud-init iproute2 git sudo curl procps util-linux ca-certificates python3 >/dev/null; \
+	  if ! command -v node >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	  fi; \
+	  command -v pm2 >/dev/null 2>&1 || npm install --global --no-audit --no-fund pm2@7 >/dev/null; \
+	  echo "system packages: nginx $$(nginx -v 2>&1 | cut -d/ -f2), node $$(node --version), pm2 $$(pm2 --version 2>/dev/null | tail -n1), $$(cloud-init --version 2>&1)"; \
+	else \
+	  echo "system-deps: not root or no apt-get; skipping (tests that need them will skip and say why)"; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check labctl tests bench
+	$(BIN)/ruff format --check labctl tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -m "not sim"
+
+## test: venv, system packages (when root + apt), ruff, mypy, pytest (all of it)
+test: venv system-deps lint typecheck
+	$(BIN)/pytest
+
+## bench: the benchmarks in bench/ (not part of test)
+bench: venv
+	@for script in bench/bench_*.py; do [ -e "$$script" ] && $(BIN)/python "$$script" || true; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
