@@ -1,0 +1,244 @@
+"""Pure rendering: cloud-init user-data per VM, the LB's nginx site, the argv labctl runs on VMs.
+
+Nothing here reads files, the clock or the environment (style.md §6.2 rule 3): the static files
+arrive as `Assets` (see `labctl.assets`). User-data is built as data and dumped with PyYAML's safe
+dumper, never string-templated, so lab.yaml values cannot change its structure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+import yaml
+
+from labctl import __version__
+from labctl.assets import ARMORED_KEY_HEADER, Assets
+from labctl.model import Lab, Vm
+from labctl.render_app import (
+    APP_DIR,
+    APP_USER,
+    PM2_ERROR_LOG,
+    PM2_HOME,
+    PM2_OUT_LOG,
+    app_env,
+    app_settings,
+    render_ecosystem,
+    shell_assignments,
+)
+from labctl.render_nginx import (
+    Backend,
+    nginx_enabled_path,
+    nginx_site_path,
+    render_nginx_site,
+    render_placeholder_site,
+)
+
+__all__ = [
+    "APP_LOG_COMMAND",
+    "CLOUD_INIT_LOG_COMMAND",
+    "INSTANCE_MARKER_PATH",
+    "LB_APPLY_COMMAND",
+    "NGINX_LOG_COMMAND",
+    "VM_STATUS_COMMAND",
+    "Backend",
+    "app_log_command",
+    "cloud_init_log_command",
+    "nginx_enabled_path",
+    "nginx_log_command",
+    "nginx_site_path",
+    "render_nginx_site",
+    "render_placeholder_site",
+    "render_user_data",
+]
+
+INSTANCE_MARKER_PATH: Final = "/etc/labctl/instance.json"
+CONFIG_PATH: Final = "/etc/labctl/config.json"  # read by labctl-vm-status and labctl-lb-apply
+APP_CONF_PATH: Final = "/etc/labctl/app.conf"
+APP_ENV_PATH: Final = "/etc/labctl/app.env"
+ECOSYSTEM_PATH: Final = "/etc/labctl/ecosystem.config.js"
+LIB_DIR: Final = "/usr/local/lib/labctl"
+PROVISION_APP_PATH: Final = f"{LIB_DIR}/provision-app.sh"
+HELLO_SERVER_PATH: Final = f"{LIB_DIR}/hello/server.js"
+APP_ARCHIVE_PATH: Final = f"{LIB_DIR}/app.tar.gz"
+LB_APPLY_PATH: Final = "/usr/local/sbin/labctl-lb-apply"
+VM_STATUS_PATH: Final = "/usr/local/sbin/labctl-vm-status"
+NGINX_ERROR_LOG: Final = "/var/log/nginx/error.log"
+CLOUD_INIT_OUTPUT_LOG: Final = "/var/log/cloud-init-output.log"
+
+# `multipass exec LB -- <argv>` with the site text on stdin. Exit 0 = applied/unchanged (stdout
+# says which), 1 = rejected by nginx -t (old site kept), 2 = bad input, 3 = reload failed.
+LB_APPLY_COMMAND: Final[list[str]] = ["sudo", LB_APPLY_PATH]
+# Prints one JSON object (schema in cloud-init/vm_status.py), always exit 0.
+VM_STATUS_COMMAND: Final[list[str]] = ["sudo", VM_STATUS_PATH]
+NODESOURCE_URL: Final = "https://deb.nodesource.com/node_{version}.x"
+
+
+def app_log_command(lines: int = 100) -> list[str]:
+    """argv printing the last `lines` lines of the app's pm2 stdout and stderr logs."""
+    return ["sudo", "tail", "-n", _count(lines), PM2_OUT_LOG, PM2_ERROR_LOG]
+
+
+def nginx_log_command(lines: int = 100) -> list[str]:
+    """argv printing the last `lines` lines of nginx's error log."""
+    return ["sudo", "tail", "-n", _count(lines), NGINX_ERROR_LOG]
+
+
+def cloud_init_log_command(lines: int = 100) -> list[str]:
+    """argv printing the last `lines` lines of cloud-init's output log (runcmd's output)."""
+    return ["sudo", "tail", "-n", _count(lines), CLOUD_INIT_OUTPUT_LOG]
+
+
+APP_LOG_COMMAND: Final[Callable[[int], list[str]]] = app_log_command
+NGINX_LOG_COMMAND: Final[Callable[[int], list[str]]] = nginx_log_command
+CLOUD_INIT_LOG_COMMAND: Final[Callable[[int], list[str]]] = cloud_init_log_command
+
+
+def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | None = None) -> str:
+    """The full `#cloud-config` document for one VM; a VM with both roles gets both, merged.
+
+    `app_archive` is the gzipped tar of a `source: path` app (the caller builds it); it is
+    required for such an app's VMs and refused otherwise.
+    """
+    if vm not in lab.vms:
+        raise ValueError(f"VM {vm.name!r} is not part of lab {lab.name!r}")
+    is_app, is_lb = "app" in vm.roles, "lb" in vm.roles
+    wants_archive = is_app and lab.app.source.path is not None
+    if wants_archive and app_archive is None:
+        raise ValueError(f"VM {vm.name!r} runs a `source: path` app: pass app_archive")
+    if app_archive is not None and not wants_archive:
+        raise ValueError(f"app_archive given, but VM {vm.name!r} runs no `source: path` app")
+
+    packages: list[str] = []
+    files = _common_files(lab, vm, assets)
+    # runcmd is one /bin/sh script without `set -e`: only the last status would count
+    # (stack.md §4.1), so make every failure stop it and fail cloud-init.
+    runcmd: list[str | list[str]] = ["set -eu"]
+    if is_lb:  # first: the LB is quick, and answers 503 while the app builds
+        packages.append("nginx")
+        files += _lb_files(lab, assets)
+        runcmd += _lb_runcmd(lab)
+    if is_app:
+        packages += ["nodejs", "git"]
+        files += _app_files(lab, vm, assets, app_archive)
+        runcmd.append([PROVISION_APP_PATH])
+
+    data: dict[str, Any] = {
+        "users": ["default"],  # Multipass needs the default `ubuntu` user (stack.md §4.1)
+        "package_update": True,
+        "package_upgrade": False,
+    }
+    if is_app:
+        data["apt"] = {"sources": {"nodesource": _nodesource(lab, assets)}}
+    data |= {
+        "packages": packages,
+        "write_files": files,
+        "runcmd": runcmd,
+        "final_message": f"labctl: {lab.instance_name(vm)} provisioned after $UPTIME seconds",
+    }
+    return "#cloud-config\n" + yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True
+    )
+
+
+def _nodesource(lab: Lab, assets: Assets) -> dict[str, str]:
+    if not assets.nodesource_key.lstrip().startswith(ARMORED_KEY_HEADER):
+        raise ValueError("assets.nodesource_key is not an armored PGP key")
+    version = int(lab.app.node_version)
+    # $KEY_FILE is substituted by cloud-init's apt module (stack.md §4.4).
+    source = f"deb [signed-by=$KEY_FILE] {NODESOURCE_URL.format(version=version)} nodistro main"
+    return {"source": source, "key": assets.nodesource_key}
+
+
+def _common_files(lab: Lab, vm: Vm, assets: Assets) -> list[dict[str, Any]]:
+    marker = {"lab": lab.name, "vm": vm.name, "roles": list(vm.roles), "labctl": __version__}
+    config: dict[str, Any] = {"app": None, "lb": None}
+    if "app" in vm.roles:
+        config["app"] = {
+            "name": lab.app.name,
+            "port": lab.app.port,
+            "user": APP_USER,
+            "pm2_home": PM2_HOME,
+        }
+    if "lb" in vm.roles:
+        config["lb"] = {
+            "site": nginx_site_path(lab),
+            "enabled": nginx_enabled_path(lab),
+            "port": lab.lb.port,
+        }
+    return [
+        _file(INSTANCE_MARKER_PATH, _json(marker), "0644"),
+        _file(CONFIG_PATH, _json(config), "0644"),
+        _file(VM_STATUS_PATH, assets.vm_status, "0755"),
+    ]
+
+
+def _lb_files(lab: Lab, assets: Assets) -> list[dict[str, Any]]:
+    return [
+        # Deferred: lands after the nginx package, so dpkg never sees it (stack.md §4.1).
+        _file(nginx_site_path(lab), render_placeholder_site(lab), "0644", defer=True),
+        _file(LB_APPLY_PATH, assets.lb_apply, "0755"),
+    ]
+
+
+def _lb_runcmd(lab: Lab) -> list[str | list[str]]:
+    return [
+        ["rm", "-f", "/etc/nginx/sites-enabled/default"],
+        ["ln", "-sfn", nginx_site_path(lab), nginx_enabled_path(lab)],
+        ["nginx", "-t"],
+        ["systemctl", "enable", "nginx"],
+        ["systemctl", "restart", "nginx"],
+    ]
+
+
+def _app_files(lab: Lab, vm: Vm, assets: Assets, archive: bytes | None) -> list[dict[str, Any]]:
+    files = [
+        _file(PROVISION_APP_PATH, assets.provision_app, "0755"),
+        # 0600: app.env and the ecosystem hold the app's env, secrets included.
+        _file(APP_CONF_PATH, shell_assignments(app_settings(lab, vm)), "0600"),
+        _file(APP_ENV_PATH, shell_assignments(app_env(lab, vm)), "0600"),
+        _file(ECOSYSTEM_PATH, render_ecosystem(lab, vm), "0600"),
+    ]
+    if lab.app.source.builtin == "hello":
+        files.append(_file(HELLO_SERVER_PATH, assets.hello_server, "0644"))
+    if archive is not None:
+        encoded = base64.b64encode(archive).decode("ascii")
+        files.append(_file(APP_ARCHIVE_PATH, encoded, "0600", encoding="b64"))
+    return files
+
+
+def _file(
+    path: str, content: str, permissions: str, *, defer: bool = False, encoding: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": path}
+    if encoding:
+        entry["encoding"] = encoding
+    entry |= {"content": content, "owner": "root:root", "permissions": permissions}
+    if defer or path.startswith("/home/ubuntu/") or path.startswith(APP_DIR):
+        entry["defer"] = True  # the ubuntu user and its home exist only later (stack.md §4.1)
+    return entry
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _count(lines: int) -> str:
+    if isinstance(lines, bool) or not isinstance(lines, int) or not 1 <= lines <= 1_000_000:
+        raise ValueError(f"line count must be 1..1000000, got {lines!r}")
+    return str(lines)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that writes multi-line strings (scripts, keys) as `|` blocks for readable
+    goldens. PyYAML falls back to a quoted style when a block cannot represent the text."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
