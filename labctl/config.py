@@ -48,7 +48,9 @@ def load_lab(path: Path) -> LabFile:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"{shown}: no such file (use -f PATH to point at your lab.yaml)"]) from None
+        raise ConfigError(
+            [f"{shown}: no such file (use -f PATH to point at your lab.yaml)"]
+        ) from None
     except OSError as exc:
         raise ConfigError([f"{shown}: cannot read: {exc.strerror}"]) from None
     if len(raw) > MAX_FILE_BYTES:
@@ -56,7 +58,9 @@ def load_lab(path: Path) -> LabFile:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]) from None
+        raise ConfigError(
+            [f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]
+        ) from None
     lab = parse_lab(text, shown, base_dir=path.parent)
     return LabFile(lab=lab, path=path.resolve(), digest=hashlib.sha256(raw).hexdigest())
 
@@ -73,7 +77,9 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     if loaded.data is None:
         raise ConfigError([f"{shown}: file is empty; see examples/ for a lab.yaml to start from"])
     if not isinstance(loaded.data, dict):
-        raise ConfigError([f"{shown}:1:1: expected a mapping of settings (name:, domain:, vms:...)"])
+        raise ConfigError(
+            [f"{shown}:1:1: expected a mapping of settings (name:, domain:, vms:...)"]
+        )
 
     problems = [
         f"{shown}:{pos.line}:{pos.column}: {dotted(path)}: duplicate key (each key may appear once)"
@@ -84,7 +90,9 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     except ValidationError as exc:
         problems += [_from_pydantic(shown, loaded, err) for err in exc.errors()]
         raise ConfigError(sorted(set(problems), key=_sort_key)) from None
-    problems += [_line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)]
+    problems += [
+        _line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)
+    ]
     if problems:
         raise ConfigError(sorted(set(problems), key=_sort_key))
     return lab
@@ -97,25 +105,44 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
     if not lbs:
         found.append((("vms",), "no VM has role lb: exactly one VM must run the load balancer"))
     for i in lbs[1:]:
-        found.append((("vms", i, "roles"), f"a second lb VM; {lab.vms[lbs[0]].name!r} already has role lb (exactly one allowed)"))
+        found.append(
+            (
+                ("vms", i, "roles"),
+                f"a second lb VM; {lab.vms[lbs[0]].name!r} already has role lb (exactly one allowed)",
+            )
+        )
     if not lab.app_vms:
         found.append((("vms",), "no VM has role app: at least one VM must run the app"))
     seen: dict[str, int] = {}
     for i, vm in enumerate(lab.vms):
         if vm.name in seen:
-            found.append((("vms", i, "name"), f"duplicate VM name {vm.name!r} (also vms[{seen[vm.name]}])"))
+            found.append(
+                (("vms", i, "name"), f"duplicate VM name {vm.name!r} (also vms[{seen[vm.name]}])")
+            )
         seen.setdefault(vm.name, i)
         if len(set(vm.roles)) != len(vm.roles):
             found.append((("vms", i, "roles"), "a role is listed twice"))
         instance = lab.instance_name(vm)
         if len(instance) > MAX_INSTANCE_NAME or not NAME_RE.match(instance):
-            found.append((("vms", i, "name"), f"instance name {instance!r} (<lab>-<vm>) is longer than {MAX_INSTANCE_NAME} characters"))
+            found.append(
+                (
+                    ("vms", i, "name"),
+                    f"instance name {instance!r} (<lab>-<vm>) is longer than {MAX_INSTANCE_NAME} characters",
+                )
+            )
         if set(vm.roles) == {"app", "lb"} and lab.app.port == lab.lb.port:
-            found.append((("app", "port"), f"port {lab.app.port} is also the load balancer's port on {vm.name!r}; use another app port"))
+            found.append(
+                (
+                    ("app", "port"),
+                    f"port {lab.app.port} is also the load balancer's port on {vm.name!r}; use another app port",
+                )
+            )
     names = [lab.domain, *lab.aliases]
     for i, alias in enumerate(lab.aliases):
         if names.count(alias) > 1:
-            found.append((("aliases", i), f"{alias!r} is listed twice (domain and aliases must differ)"))
+            found.append(
+                (("aliases", i), f"{alias!r} is listed twice (domain and aliases must differ)")
+            )
     found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
     found += [(("lb", *p), m) for p, m in _check_lb(lab.lb, len(lab.app_vms))]
     return found
@@ -126,21 +153,39 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
     src: AppSource = app.source
     kinds = [k for k in ("builtin", "git", "path") if getattr(src, k) is not None]
     if len(kinds) != 1:
-        found.append((("source",), "give exactly one of builtin, git or path" + (f" (got {', '.join(kinds)})" if kinds else "")))
+        found.append(
+            (
+                ("source",),
+                "give exactly one of builtin, git or path"
+                + (f" (got {', '.join(kinds)})" if kinds else ""),
+            )
+        )
     if src.ref is not None and src.git is None:
         found.append((("source", "ref"), "ref only applies to a git source"))
     if src.path is not None and base_dir is not None and not (base_dir / src.path).is_dir():
-        found.append((("source", "path"), f"{src.path!r} is not a directory (relative paths start at lab.yaml's folder)"))
+        found.append(
+            (
+                ("source", "path"),
+                f"{src.path!r} is not a directory (relative paths start at lab.yaml's folder)",
+            )
+        )
     start: AppStart | None = app.start
     if start is None and src.builtin is None:
-        found.append((("start",), "required for a git or path app: say serve: DIR, script: FILE or command: CMD"))
+        found.append(
+            (
+                ("start",),
+                "required for a git or path app: say serve: DIR, script: FILE or command: CMD",
+            )
+        )
     elif start is not None:
         modes = [k for k in ("serve", "script", "command") if getattr(start, k) is not None]
         if len(modes) != 1:
             found.append((("start",), "give exactly one of serve, script or command"))
         for key in ("serve", "script"):
             value = getattr(start, key)
-            if value is not None and (value.startswith("/") or ".." in Path(value).parts or "\x00" in value or not value):
+            if value is not None and (
+                value.startswith("/") or ".." in Path(value).parts or "\x00" in value or not value
+            ):
                 found.append((("start", key), f"{value!r} must be a path inside the app's folder"))
     for i, name in enumerate(app.secret_env):
         if name not in app.env:
@@ -171,7 +216,9 @@ def _from_pydantic(shown: str, loaded: LoadedYaml, err: Any) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic adds a member tag (e.g. "str", "function-before[...]") to union error paths
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "none"})
+    return isinstance(part, str) and (
+        "[" in part or part in {"str", "int", "float", "bool", "none"}
+    )
 
 
 def _allowed_keys(loc: Path_) -> list[str]:

@@ -71,7 +71,12 @@ class StageError(LabctlError):
     """A stage of `up` (or another use case) failed for one VM or for the lab."""
 
     def __init__(
-        self, stage: str, message: str, *, vm: str | None = None, log_tail: str = "",
+        self,
+        stage: str,
+        message: str,
+        *,
+        vm: str | None = None,
+        log_tail: str = "",
         hint: str | None = None,
     ) -> None:
         where = f"{stage} [{vm}]" if vm else stage

@@ -40,10 +40,10 @@ def size_in_bytes(text: str) -> int:
 def _size(minimum: str) -> Any:
     def check(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError(f"expected a size like \"2G\", got {value!r}")
+            raise ValueError(f'expected a size like "2G", got {value!r}')
         text = str(value).strip()
         if not SIZE_RE.match(text):
-            raise ValueError(f"expected a size like \"2G\" or \"512M\", got {text!r}")
+            raise ValueError(f'expected a size like "2G" or "512M", got {text!r}')
         if size_in_bytes(text) < size_in_bytes(minimum):
             raise ValueError(f"{text} is below Multipass's minimum of {minimum}")
         return text
@@ -54,14 +54,14 @@ def _size(minimum: str) -> Any:
 def parse_duration(value: Any) -> float:
     """Seconds from `90`, `90s`, `2m`, `1m30s`, `1h`."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"30s\" or \"5m\", got {value!r}")
+        raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())) and value.strip():
         hours, minutes, secs = match.groups()
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
-        raise ValueError(f"expected a duration like \"30s\" or \"5m\", got {value!r}")
+        raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
     if seconds <= 0 or seconds > 7 * 24 * 3600:
         raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
     return seconds
@@ -78,7 +78,7 @@ def _name(value: Any) -> str:
 
 def _domain(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a domain name like \"alvin.xyz\", got {value!r}")
+        raise ValueError(f'expected a domain name like "alvin.xyz", got {value!r}')
     name = value.strip().lower().rstrip(".")
     labels = name.split(".")
     if (
@@ -86,7 +86,7 @@ def _domain(value: Any) -> str:
         or not all(HOSTNAME_LABEL_RE.match(label) for label in labels)
         or labels[-1].isdigit()
     ):
-        raise ValueError(f"{value!r} is not a valid domain name (like \"alvin.xyz\")")
+        raise ValueError(f'{value!r} is not a valid domain name (like "alvin.xyz")')
     return name
 
 
@@ -94,11 +94,11 @@ def _image(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = f"{value:.2f}" if isinstance(value, float) else str(value)  # `image: 24.04` in YAML
     if not isinstance(value, str):
-        raise ValueError(f"expected an image like \"24.04\" or \"noble\", got {value!r}")
+        raise ValueError(f'expected an image like "24.04" or "noble", got {value!r}')
     if value.startswith(("http://", "https://", "file://")) and not re.search(r"\s", value):
         return value
     if not IMAGE_RE.match(value):
-        raise ValueError(f"{value!r} is not a Multipass image (like \"24.04\", \"noble\", \"lts\")")
+        raise ValueError(f'{value!r} is not a Multipass image (like "24.04", "noble", "lts")')
     return value
 
 
@@ -112,12 +112,23 @@ def _pattern(regex: re.Pattern[str], what: str) -> Any:
 
 
 _DURATION_SCHEMA: Final = WithJsonSchema(
-    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": DURATION_RE.pattern}]}
+    {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": DURATION_RE.pattern},
+        ]
+    }
 )
-Name = Annotated[str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern})]
-Domain = Annotated[str, BeforeValidator(_domain), WithJsonSchema({"type": "string", "format": "hostname"})]
+Name = Annotated[
+    str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern})
+]
+Domain = Annotated[
+    str, BeforeValidator(_domain), WithJsonSchema({"type": "string", "format": "hostname"})
+]
 Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
-_SIZE_SCHEMA: Final = {"anyOf": [{"type": "string", "pattern": SIZE_RE.pattern}, {"type": "integer"}]}
+_SIZE_SCHEMA: Final = {
+    "anyOf": [{"type": "string", "pattern": SIZE_RE.pattern}, {"type": "integer"}]
+}
 Memory = Annotated[str, BeforeValidator(_size("128M")), WithJsonSchema(_SIZE_SCHEMA)]
 Disk = Annotated[str, BeforeValidator(_size("512M")), WithJsonSchema(_SIZE_SCHEMA)]
 Image = Annotated[str, BeforeValidator(_image), WithJsonSchema({"type": "string"})]
@@ -141,14 +152,22 @@ class AppSource(_Strict):
 
     builtin: Literal["hello"] | None = None
     git: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_url(v))] = None
-    ref: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _pattern(GIT_REF_RE, "git ref")(v))] = None
+    ref: Annotated[
+        str | None,
+        BeforeValidator(lambda v: v if v is None else _pattern(GIT_REF_RE, "git ref")(v)),
+    ] = None
     path: str | None = None
 
 
 def _git_url(value: Any) -> str:
     # A URL or a path git understands. Never starts with "-" so it cannot become a git option.
-    if not isinstance(value, str) or not value or value.startswith("-") or re.search(r"[\s\x00]", value):
-        raise ValueError(f"{value!r} is not a git URL (like \"https://github.com/owner/repo\")")
+    if (
+        not isinstance(value, str)
+        or not value
+        or value.startswith("-")
+        or re.search(r"[\s\x00]", value)
+    ):
+        raise ValueError(f'{value!r} is not a git URL (like "https://github.com/owner/repo")')
     return value
 
 
@@ -170,8 +189,13 @@ class App(_Strict):
     start: AppStart | None = None
     port: Port = 3000
     node_version: Literal[18, 20, 22, 24] = 20
-    env: dict[Annotated[str, BeforeValidator(_pattern(ENV_NAME_RE, "environment variable name"))], Annotated[str, Field(max_length=8000, pattern=r"^[^\x00]*$")]] = {}
-    secret_env: list[str] = Field(default=[], description="Names in `env` whose values are never printed")
+    env: dict[
+        Annotated[str, BeforeValidator(_pattern(ENV_NAME_RE, "environment variable name"))],
+        Annotated[str, Field(max_length=8000, pattern=r"^[^\x00]*$")],
+    ] = {}
+    secret_env: list[str] = Field(
+        default=[], description="Names in `env` whose values are never printed"
+    )
 
 
 class Vm(_Strict):
@@ -198,7 +222,9 @@ class LoadBalancer(_Strict):
 class Waits(_Strict):
     """Per-stage time limits."""
 
-    launch: Duration = 900.0  # passed to `multipass launch --timeout` (stack.md §4.5: dumbflix needs >=900 s)
+    launch: Duration = (
+        900.0  # passed to `multipass launch --timeout` (stack.md §4.5: dumbflix needs >=900 s)
+    )
     cloud_init: Duration = 1800.0
     serve: Duration = 180.0
 

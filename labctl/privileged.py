@@ -7,7 +7,6 @@ filesystem).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ def replace_file(path: Path, text: str) -> None:
         _run([*sudo, "chmod", "644", "--", str(staged)])
         _run([*sudo, "mv", "-f", "--", str(staged), str(path)])
     finally:
-        os.unlink(tmp.name)
+        Path(tmp.name).unlink(missing_ok=True)
 
 
 def _run(argv: list[str]) -> None:

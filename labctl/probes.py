@@ -49,7 +49,8 @@ def http_get(ip: str, port: int, host: str, *, path: str = "/", timeout: float =
         response = conn.getresponse()
         response.read(65536)
         return HttpAnswer(
-            response.status, last_upstream(response.getheader(BACKEND_HEADER)),
+            response.status,
+            last_upstream(response.getheader(BACKEND_HEADER)),
             seconds=time.monotonic() - started,
         )
     except (OSError, http.client.HTTPException) as exc:
@@ -110,7 +111,9 @@ class DomainCheck:
         parts = []
         if self.expected_ip and not self.resolves:
             got = ", ".join(self.resolved) or "nothing"
-            parts.append(f"{self.domain} resolves to {got}, not the load balancer {self.expected_ip}")
+            parts.append(
+                f"{self.domain} resolves to {got}, not the load balancer {self.expected_ip}"
+            )
         if not self.statuses:
             parts.append(self.error or "no request was sent")
         elif not self.serving:
@@ -142,8 +145,13 @@ def check_domain(
     if expected_ip and expected_ip in resolved:
         target = expected_ip
     if target is None:
-        return DomainCheck(domain, expected_ip, resolved, expected_backends=expected_backends,
-                           error=f"{domain} does not resolve")
+        return DomainCheck(
+            domain,
+            expected_ip,
+            resolved,
+            expected_backends=expected_backends,
+            error=f"{domain} does not resolve",
+        )
     statuses: list[int | None] = []
     seen: set[str] = set()
     error = ""
@@ -157,8 +165,16 @@ def check_domain(
             break  # nothing listens: more requests would only wait longer
         if expected_backends <= seen and answer.status == 200:
             break
-    return DomainCheck(domain, expected_ip, resolved, tuple(statuses), frozenset(seen),
-                       expected_backends, error, via=target)
+    return DomainCheck(
+        domain,
+        expected_ip,
+        resolved,
+        tuple(statuses),
+        frozenset(seen),
+        expected_backends,
+        error,
+        via=target,
+    )
 
 
 def wait_until(
@@ -223,7 +239,9 @@ class Tally:
         return self.by_status.get("200", 0)
 
 
-def hammer(ip: str, port: int, host: str, *, requests: int, deadline: float, timeout: float = 10.0) -> Tally:
+def hammer(
+    ip: str, port: int, host: str, *, requests: int, deadline: float, timeout: float = 10.0
+) -> Tally:
     """Send up to `requests` sequential GETs, stopping at `deadline` seconds (bounded both ways)."""
     tally = Tally()
     end = time.monotonic() + deadline

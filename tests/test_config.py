@@ -73,7 +73,7 @@ lb:
         "integer, got 'two'",
         "lab.yaml:8:18: vms[0].roles[1]: Input should be 'app' or 'lb', got 'db'",
         "lab.yaml:10:3: lb.method: Input should be 'round_robin', 'least_conn' or 'ip_hash', got 'roundrobin'",
-        "lab.yaml:11:3: lb.fail_timeout: expected a duration like \"30s\" or \"5m\", got 'soon'",
+        'lab.yaml:11:3: lb.fail_timeout: expected a duration like "30s" or "5m", got \'soon\'',
     ]
 
 
@@ -91,30 +91,81 @@ lb:
         (MINIMAL.replace("name: app1", "name: app_1"), "vms[0].name: 'app_1' is not a valid name"),
         (MINIMAL.replace("name: app1", "name: app-"), "vms[0].name: 'app-' is not a valid name"),
         (MINIMAL.replace("roles: [lb]", "roles: [app]"), "vms: no VM has role lb"),
-        (MINIMAL.replace("roles: [app]", "roles: [lb]"), "vms[1].roles: a second lb VM; 'app1' already has role lb"),
-        (MINIMAL.replace("name: lb", "name: app1"), "vms[1].name: duplicate VM name 'app1' (also vms[0])"),
-        (MINIMAL.replace("roles: [app]", "roles: []"), "vms[0].roles: List should have at least 1 item"),
-        (MINIMAL + "defaults: {memory: 64M}\n", "defaults.memory: 64M is below Multipass's minimum of 128M"),
-        (MINIMAL + "defaults: {disk: lots}\n", 'defaults.disk: expected a size like "2G" or "512M", got \'lots\''),
-        (MINIMAL + "defaults: {cpus: 0}\n", "defaults.cpus: Input should be greater than or equal to 1"),
+        (
+            MINIMAL.replace("roles: [app]", "roles: [lb]"),
+            "vms[1].roles: a second lb VM; 'app1' already has role lb",
+        ),
+        (
+            MINIMAL.replace("name: lb", "name: app1"),
+            "vms[1].name: duplicate VM name 'app1' (also vms[0])",
+        ),
+        (
+            MINIMAL.replace("roles: [app]", "roles: []"),
+            "vms[0].roles: List should have at least 1 item",
+        ),
+        (
+            MINIMAL + "defaults: {memory: 64M}\n",
+            "defaults.memory: 64M is below Multipass's minimum of 128M",
+        ),
+        (
+            MINIMAL + "defaults: {disk: lots}\n",
+            'defaults.disk: expected a size like "2G" or "512M", got \'lots\'',
+        ),
+        (
+            MINIMAL + "defaults: {cpus: 0}\n",
+            "defaults.cpus: Input should be greater than or equal to 1",
+        ),
         (MINIMAL + "lb: {port: 70000}\n", "lb.port: Input should be less than or equal to 65535"),
         (MINIMAL + "lb: {port: 3000}\napp: {port: 3000}\n", None),  # different VMs: fine
-        (MINIMAL + "app: {source: {git: https://x/y, path: ./app}}\n", "app.source: give exactly one of builtin, git or path"),
-        (MINIMAL + "app: {source: {builtin: hello, ref: main}}\n", "app.source.ref: ref only applies to a git source"),
-        (MINIMAL + "app: {source: {git: --upload-pack=evil}}\n", "app.source.git: '--upload-pack=evil' is not a git URL"),
-        (MINIMAL + "app: {source: {git: https://x/y}}\n", "app.start: required for a git or path app"),
-        (MINIMAL + "app: {source: {git: https://x/y, ref: -x}, start: {serve: build}}\n", "app.source.ref: '-x' is not a valid git ref"),
-        (MINIMAL + "app: {start: {serve: ../../etc}}\n", "app.start.serve: '../../etc' must be a path inside the app's folder"),
-        (MINIMAL + "app: {start: {serve: b, script: s.js}}\n", "app.start: give exactly one of serve, script or command"),
+        (
+            MINIMAL + "app: {source: {git: https://x/y, path: ./app}}\n",
+            "app.source: give exactly one of builtin, git or path",
+        ),
+        (
+            MINIMAL + "app: {source: {builtin: hello, ref: main}}\n",
+            "app.source.ref: ref only applies to a git source",
+        ),
+        (
+            MINIMAL + "app: {source: {git: --upload-pack=evil}}\n",
+            "app.source.git: '--upload-pack=evil' is not a git URL",
+        ),
+        (
+            MINIMAL + "app: {source: {git: https://x/y}}\n",
+            "app.start: required for a git or path app",
+        ),
+        (
+            MINIMAL + "app: {source: {git: https://x/y, ref: -x}, start: {serve: build}}\n",
+            "app.source.ref: '-x' is not a valid git ref",
+        ),
+        (
+            MINIMAL + "app: {start: {serve: ../../etc}}\n",
+            "app.start.serve: '../../etc' must be a path inside the app's folder",
+        ),
+        (
+            MINIMAL + "app: {start: {serve: b, script: s.js}}\n",
+            "app.start: give exactly one of serve, script or command",
+        ),
         (MINIMAL + "app: {env: {'BAD NAME': x}}\n", "is not a valid environment variable name"),
         (MINIMAL + "app: {name: 'my app'}\n", "app.name: 'my app' is not a valid pm2 process name"),
-        (MINIMAL + "app: {env: {A: b}, secret_env: [B]}\n", "app.secret_env[0]: 'B' is not a key of app.env"),
-        (MINIMAL + "app: {node_version: 16}\n", "app.node_version: Input should be 18, 20, 22 or 24"),
+        (
+            MINIMAL + "app: {env: {A: b}, secret_env: [B]}\n",
+            "app.secret_env[0]: 'B' is not a key of app.env",
+        ),
+        (
+            MINIMAL + "app: {node_version: 16}\n",
+            "app.node_version: Input should be 18, 20, 22 or 24",
+        ),
         (MINIMAL + "waits: {serve: -5}\n", "waits.serve: duration must be between 1s and 7 days"),
-        (MINIMAL + "image: 'ubuntu; rm -rf /'\n", "image: 'ubuntu; rm -rf /' is not a Multipass image"),
+        (
+            MINIMAL + "image: 'ubuntu; rm -rf /'\n",
+            "image: 'ubuntu; rm -rf /' is not a Multipass image",
+        ),
         (MINIMAL + "aliases: [demo.lab]\n", "aliases[0]: 'demo.lab' is listed twice"),
         (MINIMAL.replace("name: demo", "name: " + "d" * 60), "is longer than 63 characters"),
-        (MINIMAL + "lb: {connect_timeout: 10s, read_timeout: 2s}\n", "lb.read_timeout: should not be shorter"),
+        (
+            MINIMAL + "lb: {connect_timeout: 10s, read_timeout: 2s}\n",
+            "lb.read_timeout: should not be shorter",
+        ),
     ],
 )
 def test_bad_lab_is_reported(text: str, expected: str | None) -> None:
@@ -127,7 +178,9 @@ def test_bad_lab_is_reported(text: str, expected: str | None) -> None:
 
 
 def test_path_source_must_exist(tmp_path: Path) -> None:
-    (tmp_path / "lab.yaml").write_text(MINIMAL + "app: {source: {path: ./nope}, start: {script: s.js}}\n")
+    (tmp_path / "lab.yaml").write_text(
+        MINIMAL + "app: {source: {path: ./nope}, start: {script: s.js}}\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_lab(tmp_path / "lab.yaml")
     assert "app.source.path: './nope' is not a directory" in str(caught.value)

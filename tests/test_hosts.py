@@ -16,7 +16,10 @@ def test_insert_appends_a_marked_block_and_keeps_everything_else() -> None:
     block = render_block("alvin", "10.1.2.3", ["alvin.xyz", "www.alvin.xyz"])
     new = apply_block(ORIGINAL, "alvin", block)
     assert new.startswith(ORIGINAL)
-    assert new[len(ORIGINAL):] == "# BEGIN labctl alvin\n10.1.2.3\talvin.xyz www.alvin.xyz\n# END labctl alvin\n"
+    assert (
+        new[len(ORIGINAL) :]
+        == "# BEGIN labctl alvin\n10.1.2.3\talvin.xyz www.alvin.xyz\n# END labctl alvin\n"
+    )
 
 
 def test_apply_is_idempotent_and_replaces_in_place() -> None:
@@ -24,7 +27,9 @@ def test_apply_is_idempotent_and_replaces_in_place() -> None:
     assert apply_block(first, "alvin", render_block("alvin", "10.1.2.3", ["alvin.xyz"])) == first
     tail = "192.168.0.5 nas\n"
     moved = apply_block(first + tail, "alvin", render_block("alvin", "10.4.4.4", ["alvin.xyz"]))
-    assert moved == ORIGINAL + "# BEGIN labctl alvin\n10.4.4.4\talvin.xyz\n# END labctl alvin\n" + tail
+    assert (
+        moved == ORIGINAL + "# BEGIN labctl alvin\n10.4.4.4\talvin.xyz\n# END labctl alvin\n" + tail
+    )
     assert moved.count("BEGIN labctl alvin") == 1
 
 
@@ -43,7 +48,9 @@ def test_crlf_and_missing_final_newline_are_respected() -> None:
     assert new == crlf + "# BEGIN labctl x\r\n10.0.0.1\tx.lab\r\n# END labctl x\r\n"
     assert apply_block(new, "x", None) == crlf
     no_newline = "127.0.0.1 localhost"
-    assert apply_block(no_newline, "x", render_block("x", "10.0.0.1", ["x.lab"])).startswith(no_newline + "\n# BEGIN")
+    assert apply_block(no_newline, "x", render_block("x", "10.0.0.1", ["x.lab"])).startswith(
+        no_newline + "\n# BEGIN"
+    )
 
 
 def test_lab_names_that_prefix_each_other_do_not_collide() -> None:
@@ -77,7 +84,9 @@ def test_missing_hosts_file_is_created(tmp_path: Path) -> None:
     assert path.read_text() == render_block("x", "10.0.0.1", ["x.lab"])
 
 
-def test_bind_mounted_hosts_file_is_written_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bind_mounted_hosts_file_is_written_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "hosts"
     path.write_text(ORIGINAL)
 
@@ -91,7 +100,9 @@ def test_bind_mounted_hosts_file_is_written_in_place(tmp_path: Path, monkeypatch
     assert path.read_text() == ORIGINAL + render_block("x", "10.0.0.1", ["x.lab"])
 
 
-def test_unwritable_file_falls_back_to_sudo_and_reports_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_file_falls_back_to_sudo_and_reports_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "hosts"
     path.write_text(ORIGINAL)
     calls: list[tuple[Path, str]] = []
@@ -114,7 +125,9 @@ def test_unwritable_file_falls_back_to_sudo_and_reports_failure(tmp_path: Path, 
     assert "--no-hosts" in (caught.value.hint or "")
 
 
-def test_disk_full_leaves_the_file_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_leaves_the_file_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "hosts"
     path.write_text(ORIGINAL)
     real_fsync = os.fsync
@@ -123,7 +136,9 @@ def test_disk_full_leaves_the_file_unchanged(tmp_path: Path, monkeypatch: pytest
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(HostsFileError, match="No space left on device; the file was left as it was"):
+    with pytest.raises(
+        HostsFileError, match="No space left on device; the file was left as it was"
+    ):
         update_hosts(path, "x", render_block("x", "10.0.0.1", ["x.lab"]))
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert path.read_text() == ORIGINAL

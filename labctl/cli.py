@@ -1,0 +1,225 @@
+"""The `labctl` command line: parse, make one use-case call, print its result.
+
+Errors from below arrive as LabctlError and are caught in one place (`_guard`), printed as one
+message (plus a hint) on stderr, and turned into the exit code: 0 ok, 1 failed/unhealthy, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from labctl import __version__, output
+from labctl.assets import read_assets
+from labctl.config import json_schema, load_lab
+from labctl.errors import EXIT_FAILED, ConfigError, LabctlError
+from labctl.multipass import Multipass
+from labctl.ops.context import LabContext
+from labctl.ops.down import down as down_lab
+from labctl.ops.plan import plan as plan_lab
+from labctl.ops.status import status as lab_status
+from labctl.ops.up import app_archive
+from labctl.ops.up import up as up_lab
+from labctl.render import render_user_data
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # errors are ours to word; tracebacks only with --debug
+    help="Bring up a Multipass web lab (Node apps under pm2 behind an nginx load balancer) from lab.yaml.",
+)
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+_debug = False
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LabFileOption = Annotated[
+    Path,
+    typer.Option("--file", "-f", help="The lab file.", envvar="LABCTL_FILE", show_default=True),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document instead of tables.")
+]
+NoHostsOption = Annotated[
+    bool,
+    typer.Option("--no-hosts", help="Do not touch the hosts file; print the line to add instead."),
+]
+
+
+def _guard(command: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except LabctlError as exc:
+            if _debug:
+                logging.getLogger("labctl").exception("failed")
+            stderr.print(
+                f"[red]error:[/red] {exc.message}"
+                if not isinstance(exc, ConfigError)
+                else exc.message,
+                markup=not isinstance(exc, ConfigError),
+            )
+            if exc.hint:
+                stderr.print(exc.hint, markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            stderr.print(
+                "interrupted. Instances that were launching keep going inside Multipass; "
+                "run `labctl status` to see what exists and `labctl up` to finish.",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if _debug:
+                raise
+            stderr.print(
+                f"internal error: {type(exc).__name__}: {exc} (run `labctl --debug ...` for the "
+                "traceback, and please report it)",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"labctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log every multipass call; show tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """labctl: one lab.yaml, one command, a lab that serves."""
+    global _debug
+    _debug = debug or os.environ.get("LABCTL_DEBUG") == "1"
+    if _debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+
+
+def _context(path: Path) -> LabContext:
+    return LabContext(
+        lab_file=load_lab(path), multipass=Multipass(), on_event=output.progress_printer(stderr)
+    )
+
+
+@app.command()
+@_guard
+def validate(file: LabFileOption = Path("lab.yaml")) -> None:
+    """Check lab.yaml and report every problem with its line. Exit 2 if there is any.
+
+    Example: labctl validate -f examples/hello/lab.yaml
+    """
+    lab = load_lab(file).lab
+    stdout.print(
+        f"{file}: ok — lab {lab.name!r}, domain {lab.domain}, {len(lab.vms)} VMs "
+        f"({len(lab.app_vms)} app, LB on {lab.lb_vm.name})",
+        markup=False,
+    )
+
+
+@app.command()
+@_guard
+def schema() -> None:
+    """Print the JSON Schema of lab.yaml (for editors: yaml-language-server)."""
+    stdout.print(json_schema(), markup=False)
+
+
+@app.command()
+@_guard
+def render(
+    vm: Annotated[str, typer.Argument(help="The lab VM name, e.g. app1.")],
+    file: LabFileOption = Path("lab.yaml"),
+) -> None:
+    """Print the cloud-init user-data labctl would launch VM with.
+
+    Example: labctl render gateway
+    """
+    lab_file = load_lab(file)
+    spec = lab_file.lab.vm(vm)
+    if spec is None:
+        names = ", ".join(v.name for v in lab_file.lab.vms)
+        raise ConfigError([f"{file}: no VM named {vm!r} (VMs: {names})"])
+    text = render_user_data(lab_file.lab, spec, read_assets(), app_archive=app_archive(lab_file))
+    stdout.out(text, end="", highlight=False)
+
+
+@app.command()
+@_guard
+def plan(
+    file: LabFileOption = Path("lab.yaml"),
+    max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, max=64)] = 4,
+    no_hosts: NoHostsOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `up` would do, in order, with the exact multipass commands. Launches nothing."""
+    result = plan_lab(
+        _context(file), max_parallel=max_parallel, manage_hosts=False if no_hosts else None
+    )
+    if as_json:
+        stdout.out(output.plan_json(result), highlight=False)
+    else:
+        output.print_plan(stdout, result)
+
+
+@app.command()
+@_guard
+def up(
+    file: LabFileOption = Path("lab.yaml"),
+    max_parallel: Annotated[
+        int,
+        typer.Option("--max-parallel", min=1, max=64, help="At most this many launches at once."),
+    ] = 4,
+    no_hosts: NoHostsOption = False,
+) -> None:
+    """Launch the lab (what is missing), wire the load balancer and hosts entry, and wait until
+    the domain serves through every backend.
+
+    Example: labctl up -f examples/hello/lab.yaml
+    """
+    result = up_lab(
+        _context(file), max_parallel=max_parallel, manage_hosts=False if no_hosts else None
+    )
+    output.print_up(stdout, stderr, result)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@_guard
+def status(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
+    """Show every VM's state, cloud-init, pm2 and nginx, and whether the domain serves. Exit 1
+    when anything is unhealthy."""
+    report = lab_status(_context(file))
+    if as_json:
+        stdout.out(report.to_json(), highlight=False)
+    else:
+        output.print_status(stdout, report)
+    if not report.healthy:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@_guard
+def down(file: LabFileOption = Path("lab.yaml"), no_hosts: NoHostsOption = False) -> None:
+    """Delete (purge) the lab's VMs and remove its hosts entry. VMs already gone are fine."""
+    result = down_lab(_context(file), manage_hosts=False if no_hosts else None)
+    output.print_down(stdout, result)

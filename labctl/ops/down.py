@@ -1,0 +1,37 @@
+"""`labctl down`: purge the lab's own instances and remove its hosts entry. Idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labctl.hosts import update_hosts
+from labctl.ops.context import LabContext, classify_instances
+
+
+@dataclass(frozen=True)
+class DownResult:
+    deleted: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    foreign_left: list[str] = field(default_factory=list)
+    hosts_removed: bool = False
+    hosts_path: str = ""
+
+
+def down(ctx: LabContext, *, manage_hosts: bool | None = None) -> DownResult:
+    ownership = classify_instances(ctx, ctx.multipass.list())
+    ours = [inst.name for inst in ownership.ours.values()]
+    if ours:
+        ctx.emit("delete", "start", f"deleting {', '.join(sorted(ours))}")
+        ctx.multipass.delete(ours, purge=True)  # one call; `--purge` frees the names at once
+        ctx.emit("delete", "done", f"deleted {len(ours)} instance(s)")
+    gone = [ctx.lab.instance_name(vm) for vm in ctx.lab.vms if vm.name in ownership.missing]
+    ctx.lab_state.forget(ours + gone)
+    removed = False
+    if manage_hosts if manage_hosts is not None else ctx.lab.manage_hosts:
+        removed = update_hosts(ctx.hosts_file, ctx.lab.name, None)
+        if removed:
+            ctx.emit("hosts", "done", f"removed {ctx.lab.domain} from {ctx.hosts_file}")
+    foreign = sorted(inst.name for inst in ownership.foreign.values())
+    if foreign:
+        ctx.emit("delete", "skip", f"left alone (not this lab's): {', '.join(foreign)}")
+    return DownResult(sorted(ours), sorted(gone), foreign, removed, str(ctx.hosts_file))

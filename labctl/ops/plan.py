@@ -1,0 +1,137 @@
+"""`labctl plan`: what `up` would do, in order, with the exact multipass argv lists. Launches nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labctl.errors import MultipassError
+from labctl.hosts import entry_line
+from labctl.ops.context import LabContext, classify_instances
+from labctl.render import LB_APPLY_COMMAND
+
+
+@dataclass(frozen=True)
+class PlannedVm:
+    vm: str
+    instance: str
+    roles: list[str]
+    cpus: int
+    memory: str
+    disk: str
+    action: str  # launch | start | keep | refuse (foreign) | unknown
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    order: int
+    what: str
+    argv: list[str] | None = None
+    parallel: bool = False  # runs concurrently with the other steps of the same order
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    lab: str
+    vms: list[PlannedVm]
+    steps: list[PlanStep]
+    max_parallel: int
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = None) -> PlanResult:
+    lab, mp = ctx.lab, ctx.multipass
+    notes: list[str] = []
+    actions: dict[str, str] = {}
+    try:
+        ownership = classify_instances(ctx, mp.list())
+        for vm_name, inst in ownership.ours.items():
+            actions[vm_name] = (
+                "start" if inst.state in ("Stopped", "Suspended", "Deleted") else "keep"
+            )
+        for vm_name in ownership.foreign:
+            actions[vm_name] = "refuse"
+            notes.append(f"{lab.name}-{vm_name} exists and is not this lab's: up would refuse")
+    except MultipassError as exc:
+        notes.append(f"could not ask multipass what exists ({exc.message}); assuming nothing does")
+    vms = [
+        PlannedVm(
+            vm.name,
+            ctx.instance(vm),
+            list(vm.roles),
+            lab.cpus_of(vm),
+            lab.memory_of(vm),
+            lab.disk_of(vm),
+            actions.get(vm.name, "launch"),
+        )
+        for vm in lab.vms
+    ]
+    steps = [
+        PlanStep(1, "check the daemon", [mp.executable, "version", "--format", "json"]),
+        PlanStep(2, "list instances", [mp.executable, "list", "--format", "json"]),
+    ]
+    for vm in lab.vms:
+        planned = next(p for p in vms if p.vm == vm.name)
+        if planned.action == "launch":
+            argv = mp.launch_argv(
+                name=planned.instance,
+                image=lab.image,
+                cpus=planned.cpus,
+                memory=planned.memory,
+                disk=planned.disk,
+                timeout=lab.waits.launch,
+            )
+            steps.append(
+                PlanStep(
+                    3,
+                    f"launch {planned.instance} (user-data on stdin: labctl render {vm.name})",
+                    argv,
+                    parallel=True,
+                )
+            )
+        elif planned.action == "start":
+            steps.append(
+                PlanStep(
+                    3,
+                    f"start {planned.instance}",
+                    [mp.executable, "start", planned.instance],
+                    parallel=True,
+                )
+            )
+    for vm in lab.vms:
+        steps.append(
+            PlanStep(
+                4,
+                f"wait for cloud-init on {ctx.instance(vm)}",
+                mp.exec_argv(ctx.instance(vm), ["cloud-init", "status", "--wait"]),
+                parallel=True,
+            )
+        )
+    steps.append(
+        PlanStep(
+            5, "read the VMs' IPv4 addresses (ipv4[0])", [mp.executable, "list", "--format", "json"]
+        )
+    )
+    steps.append(
+        PlanStep(
+            6,
+            "point nginx at the app VMs (nginx -t, then reload; site on stdin)",
+            mp.exec_argv(ctx.instance(lab.lb_vm), LB_APPLY_COMMAND),
+        )
+    )
+    hosts = manage_hosts if manage_hosts is not None else lab.manage_hosts
+    line = entry_line("<lb-ip>", lab.server_names)
+    steps.append(
+        PlanStep(
+            7,
+            f"{'write' if hosts else 'print'} the hosts entry \"{line.expandtabs(1)}\""
+            + (f" in {ctx.hosts_file}" if hosts else ""),
+        )
+    )
+    steps.append(
+        PlanStep(
+            8,
+            f"wait until http://{lab.domain}/ answers 200 through all "
+            f"{len(lab.app_vms)} backend(s) (up to {lab.waits.serve:.0f}s)",
+        )
+    )
+    return PlanResult(lab.name, vms, steps, max_parallel, notes)

@@ -1,0 +1,250 @@
+"""`labctl status`: one listing call, per-VM checks in parallel, the domain checked end to end.
+
+A stopped VM, a VM without an IP (`N/A`) or a check that fails is reported as a problem of that
+VM; it never sinks the whole report (the trap of `multipass list` itself, multipass #5219).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from labctl.errors import MultipassError
+from labctl.model import Vm
+from labctl.multipass import Instance
+from labctl.ops.context import LabContext
+from labctl.probes import DomainCheck, check_domain
+from labctl.render import VM_STATUS_COMMAND
+
+CHECK_TIMEOUT: Final = 45.0
+_CLOUD_INIT_OK: Final = {"done", "degraded done"}
+
+
+@dataclass(frozen=True)
+class Pm2Process:
+    name: str
+    status: str
+    restarts: int
+    pid: int | None = None
+
+
+@dataclass
+class VmStatus:
+    name: str
+    instance: str
+    roles: list[str]
+    state: str  # a Multipass state, or "Missing"
+    ipv4: list[str] = field(default_factory=list)
+    cloud_init: str | None = None
+    pm2: list[Pm2Process] | None = None
+    app_port_open: bool | None = None
+    nginx_active: bool | None = None
+    nginx_config_ok: bool | None = None
+    nginx_error: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ip(self) -> str | None:
+        first = self.ipv4[0] if self.ipv4 else None
+        return first if first and first[0].isdigit() else None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class DomainStatus:
+    name: str
+    lb_ip: str | None
+    resolves: bool
+    resolved: list[str]
+    serving: bool
+    http_statuses: list[int | None]
+    backends_seen: list[str]  # VM names
+    backends_missing: list[str]  # VM names
+    error: str = ""
+
+
+@dataclass
+class StatusReport:
+    lab: str
+    vms: list[VmStatus]
+    domain: DomainStatus
+    problems: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"lab": self.lab, "healthy": self.healthy, "problems": self.problems}
+        data["vms"] = [
+            {
+                **asdict(vm),
+                "ip": vm.ip,
+                "healthy": vm.healthy,
+                "pm2": None if vm.pm2 is None else [asdict(p) for p in vm.pm2],
+            }
+            for vm in self.vms
+        ]
+        data["domain"] = asdict(self.domain)
+        return json.dumps(data, indent=2)
+
+
+def status(ctx: LabContext) -> StatusReport:
+    lab = ctx.lab
+    instances = {inst.name: inst for inst in ctx.multipass.list()}
+    vms = [_base_status(ctx, vm, instances.get(ctx.instance(vm))) for vm in lab.vms]
+    lb_status = next(v for v in vms if "lb" in v.roles)
+    app_addresses = {f"{v.ip}:{lab.app.port}": v.name for v in vms if "app" in v.roles and v.ip}
+    with ThreadPoolExecutor(max_workers=min(32, len(vms) + 1), thread_name_prefix="status") as pool:
+        domain_future = pool.submit(_check_domain, ctx, lb_status.ip, app_addresses)
+        list(pool.map(lambda pair: _inspect_vm(ctx, *pair), zip(lab.vms, vms, strict=True)))
+        check = domain_future.result()
+    domain = _domain_status(ctx, lb_status.ip, check, app_addresses)
+    for vm in vms:
+        if vm.name in domain.backends_missing and vm.ip:
+            vm.problems.append(
+                f"backend {vm.ip}:{lab.app.port} did not answer through the load balancer"
+            )
+    problems = [f"{vm.name}: {p}" for vm in vms for p in vm.problems]
+    if not domain.resolves and lab.manage_hosts:
+        got = ", ".join(domain.resolved) or "nothing"
+        problems.append(
+            f"domain: {lab.domain} resolves to {got}, not the load balancer {domain.lb_ip or '?'}"
+        )
+    if not domain.serving:
+        problems.append(
+            f"domain: http://{lab.domain}/ is not serving ({check.describe() if check else 'no LB address'})"
+        )
+    return StatusReport(lab.name, vms, domain, problems)
+
+
+def _base_status(ctx: LabContext, vm: Vm, inst: Instance | None) -> VmStatus:
+    name = ctx.instance(vm)
+    if inst is None:
+        return VmStatus(
+            vm.name,
+            name,
+            list(vm.roles),
+            "Missing",
+            problems=[f"instance {name} does not exist (run labctl up)"],
+        )
+    status = VmStatus(vm.name, name, list(vm.roles), inst.state, list(inst.ipv4))
+    if inst.state != "Running":
+        status.problems.append(f"VM is {inst.state}")
+    elif status.ip is None:
+        status.problems.append(f"no IPv4 address ({', '.join(inst.ipv4) or 'none'})")
+    return status
+
+
+def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus) -> None:
+    if status.state != "Running":
+        return
+    try:
+        result = ctx.multipass.exec(status.instance, VM_STATUS_COMMAND, timeout=CHECK_TIMEOUT)
+        report = json.loads(result.stdout) if result.returncode == 0 else None
+    except (MultipassError, json.JSONDecodeError) as exc:
+        status.problems.append(f"health check failed: {getattr(exc, 'message', str(exc))}")
+        return
+    if not isinstance(report, dict):
+        tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        status.problems.append(f"health check failed: {tail}")
+        return
+    _apply_report(ctx, vm, status, report)
+
+
+def _apply_report(ctx: LabContext, vm: Vm, status: VmStatus, report: dict[str, Any]) -> None:
+    ci = report.get("cloud_init") or {}
+    status.cloud_init = str(ci.get("status", "unknown"))
+    if status.cloud_init not in _CLOUD_INIT_OK:
+        status.problems.append(f"cloud-init: {status.cloud_init}")
+    if "app" in vm.roles:
+        _apply_app(ctx, status, report.get("app") or {})
+    if "lb" in vm.roles:
+        nginx = report.get("nginx") or {}
+        status.nginx_active = bool(nginx.get("active"))
+        status.nginx_config_ok = bool(nginx.get("config_ok"))
+        status.nginx_error = str(nginx.get("config_error") or "")
+        if not status.nginx_active:
+            status.problems.append("nginx is not running")
+        if not status.nginx_config_ok:
+            status.problems.append(
+                f"nginx config invalid: {status.nginx_error or 'nginx -t failed'}"
+            )
+
+
+def _apply_app(ctx: LabContext, status: VmStatus, app: dict[str, Any]) -> None:
+    wanted = ctx.lab.app.name
+    processes = [
+        Pm2Process(
+            str(p.get("name", "?")),
+            str(p.get("status", "unknown")),
+            int(p.get("restarts") or 0),
+            p.get("pid") if isinstance(p.get("pid"), int) else None,
+        )
+        for p in app.get("processes") or []
+        if isinstance(p, dict)
+    ]
+    status.pm2 = processes
+    status.app_port_open = app.get("port_open") if isinstance(app.get("port_open"), bool) else None
+    mine = [p for p in processes if p.name == wanted]
+    if not app.get("pm2_daemon"):
+        status.problems.append("pm2 daemon is not running")
+    elif not mine:
+        status.problems.append(f"pm2 has no process named {wanted!r}")
+    else:
+        down = sorted({p.status for p in mine if p.status != "online"})
+        if down:
+            status.problems.append(f"pm2 process {wanted!r} is {'/'.join(down)}")
+    if status.app_port_open is False:
+        status.problems.append(f"nothing listens on port {ctx.lab.app.port}")
+
+
+def _check_domain(
+    ctx: LabContext, lb_ip: str | None, backends: dict[str, str]
+) -> DomainCheck | None:
+    if lb_ip is None:
+        return None
+    return check_domain(
+        ctx.lab.domain,
+        port=ctx.lab.lb.port,
+        expected_ip=lb_ip,
+        expected_backends=frozenset(backends),
+        requests=3 * len(backends) + 2,
+        resolver=ctx.resolver,
+        use_resolution=ctx.lab.manage_hosts,
+    )
+
+
+def _domain_status(
+    ctx: LabContext, lb_ip: str | None, check: DomainCheck | None, backends: dict[str, str]
+) -> DomainStatus:
+    every_app = [vm.name for vm in ctx.lab.app_vms]
+    if check is None:
+        return DomainStatus(
+            ctx.lab.domain,
+            None,
+            False,
+            list(ctx.resolver(ctx.lab.domain)),
+            False,
+            [],
+            [],
+            every_app,
+            "the load balancer has no address",
+        )
+    seen = sorted(backends[a] for a in check.backends_seen if a in backends)
+    return DomainStatus(
+        ctx.lab.domain,
+        lb_ip,
+        check.resolves,
+        list(check.resolved),
+        check.serving,
+        list(check.statuses),
+        seen,
+        [n for n in every_app if n not in seen],
+        check.error,
+    )

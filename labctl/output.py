@@ -1,0 +1,154 @@
+"""How results look on a terminal (rich tables) and as JSON. Only the CLI calls this."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from labctl.ops.context import Event
+from labctl.ops.down import DownResult
+from labctl.ops.plan import PlanResult
+from labctl.ops.status import StatusReport, VmStatus
+from labctl.ops.up import UpResult
+
+_MARKS = {
+    "start": "[cyan]…[/cyan]",
+    "done": "[green]✓[/green]",
+    "fail": "[red]✗[/red]",
+    "info": "[blue]•[/blue]",
+    "skip": "[yellow]-[/yellow]",
+}
+
+
+def progress_printer(console: Console) -> Callable[[Event], None]:
+    lock = threading.Lock()  # events come from the per-VM threads
+
+    def show(event: Event) -> None:
+        where = f"[bold]{escape(event.vm)}[/bold] " if event.vm else ""
+        with lock:
+            console.print(f"{_MARKS[event.kind]} {event.stage:<10} {where}{escape(event.message)}")
+
+    return show
+
+
+def print_up(out: Console, err: Console, result: UpResult) -> None:
+    if result.vms:
+        table = Table(title=f"lab {result.lab}", title_justify="left")
+        for column in ("VM", "instance", "action", "IPv4", "cloud-init"):
+            table.add_column(column)
+        for vm in result.vms:
+            table.add_row(vm.vm, vm.instance, vm.action, vm.ip or "-", vm.cloud_init or "-")
+        out.print(table)
+    if result.hosts and not result.hosts.managed:
+        out.print(f"Add this line to {escape(result.hosts.path)}:\n  {escape(result.hosts.line)}")
+    for failure in result.failures:
+        where = f" [{failure.vm}]" if failure.vm else ""
+        err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
+        if failure.log_tail.strip():
+            err.print("  last log lines:", markup=False)
+            for line in failure.log_tail.rstrip().splitlines()[-40:]:
+                err.print(f"  | {line}", markup=False)
+        if failure.hint:
+            err.print(f"  {failure.hint}", markup=False)
+    if result.ok and result.check is not None:
+        seen = sorted(result.backend_names.get(b, b) for b in result.check.backends_seen)
+        out.print(
+            f"[green]http://{escape(result.domain)}/ is serving[/green] via {escape(result.lb_ip or '?')} "
+            f"through {', '.join(seen)} ({result.seconds:.0f}s)"
+        )
+
+
+def print_status(out: Console, report: StatusReport) -> None:
+    table = Table(title=f"lab {report.lab}", title_justify="left")
+    for column in ("VM", "state", "IPv4", "roles", "cloud-init", "pm2", "nginx", "health"):
+        table.add_column(column)
+    for vm in report.vms:
+        table.add_row(
+            vm.name,
+            vm.state,
+            vm.ip or (", ".join(vm.ipv4) or "-"),
+            ",".join(vm.roles),
+            vm.cloud_init or "-",
+            _pm2_cell(vm),
+            _nginx_cell(vm),
+            "[green]ok[/green]"
+            if vm.healthy
+            else "[red]" + escape("; ".join(vm.problems)) + "[/red]",
+        )
+    out.print(table)
+    domain = report.domain
+    resolves = "resolves to " + (", ".join(domain.resolved) or "nothing")
+    serving = "serving" if domain.serving else "NOT serving"
+    codes = "/".join(sorted({str(c) if c else "no answer" for c in domain.http_statuses})) or "-"
+    out.print(
+        f"domain {escape(domain.name)}: {escape(resolves)}; {serving} (HTTP {escape(codes)}); backends seen: "
+        f"{', '.join(domain.backends_seen) or 'none'}"
+        + (f"; missing: {', '.join(domain.backends_missing)}" if domain.backends_missing else "")
+    )
+    if report.healthy:
+        out.print("[green]healthy[/green]")
+    else:
+        out.print("[red]unhealthy:[/red]")
+        for problem in report.problems:
+            out.print(f"  - {problem}", markup=False)
+
+
+def _pm2_cell(vm: VmStatus) -> str:
+    if vm.pm2 is None:
+        return "-"
+    return (
+        ", ".join(
+            f"{p.name}:{p.status}" + (f" (↻{p.restarts})" if p.restarts else "") for p in vm.pm2
+        )
+        or "none"
+    )
+
+
+def _nginx_cell(vm: VmStatus) -> str:
+    if vm.nginx_active is None:
+        return "-"
+    return ("active" if vm.nginx_active else "inactive") + (
+        ", config ok" if vm.nginx_config_ok else ", config BAD"
+    )
+
+
+def print_plan(out: Console, result: PlanResult) -> None:
+    table = Table(title=f"lab {result.lab}: VMs", title_justify="left")
+    for column in ("VM", "instance", "roles", "cpus", "memory", "disk", "action"):
+        table.add_column(column)
+    for vm in result.vms:
+        table.add_row(
+            vm.vm, vm.instance, ",".join(vm.roles), str(vm.cpus), vm.memory, vm.disk, vm.action
+        )
+    out.print(table)
+    out.print(f"Steps (same number = concurrent; at most {result.max_parallel} launches at once):")
+    for step in result.steps:
+        out.print(f"  {step.order}. {escape(step.what)}")
+        if step.argv:
+            out.print(f"       {escape(shlex.join(step.argv))}")
+    for note in result.notes:
+        out.print(f"note: {escape(note)}")
+
+
+def plan_json(result: PlanResult) -> str:
+    return json.dumps(asdict(result), indent=2)
+
+
+def print_down(out: Console, result: DownResult) -> None:
+    if result.deleted:
+        out.print(f"deleted: {', '.join(result.deleted)}")
+    if result.already_gone:
+        out.print(f"already gone: {', '.join(result.already_gone)}")
+    if result.foreign_left:
+        out.print(f"left alone (not this lab's): {', '.join(result.foreign_left)}")
+    if result.hosts_removed:
+        out.print(f"removed the hosts entry from {escape(result.hosts_path)}")
+    if not (result.deleted or result.hosts_removed):
+        out.print("nothing to do: the lab is already down")
