@@ -75,10 +75,9 @@ def parse_jlist(text: str) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
     except ValueError:
-        lines = [line for line in text.splitlines() if line.lstrip().startswith("[")]
-        if not lines:
+        data = _last_json_array(text)
+        if data is None:
             raise ValueError(f"no JSON array in pm2 jlist output ({len(text)} bytes)") from None
-        data = json.loads(lines[-1])
     processes = []
     for proc in data:
         env = proc.get("pm2_env") or {}
@@ -93,6 +92,19 @@ def parse_jlist(text: str) -> list[dict[str, Any]]:
             }
         )
     return processes
+
+
+def _last_json_array(text: str) -> list[Any] | None:
+    # The banner has lines starting with "[" too ("[PM2] Spawning ..."): take the last that parses.
+    for line in reversed(text.splitlines()):
+        if line.lstrip().startswith("["):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, list):
+                return data
+    return None
 
 
 def pm2_daemon_alive(pid_file: Path) -> bool:
