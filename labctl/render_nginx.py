@@ -56,6 +56,14 @@ def nginx_time(seconds: float) -> str:
     return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
+def nginx_seconds(seconds: float) -> str:
+    """Whole seconds, rounded up: `server ... fail_timeout=` rejects `ms` ("invalid parameter
+    fail_timeout=500ms", nginx 1.22 parses it in seconds)."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be positive, got {seconds!r}")
+    return f"{math.ceil(round(seconds, 6))}s"
+
+
 def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
     """The LB site with real upstreams, for `labctl-lb-apply` (stack.md §1.1, §1.3)."""
     if not backends:
@@ -74,7 +82,7 @@ def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
             raise ValueError(f"invalid backend VM name {backend.vm!r}")
         lines.append(
             f"    server {address} max_fails={int(lb.max_fails)} "
-            f"fail_timeout={nginx_time(lb.fail_timeout)};  # {backend.vm}"
+            f"fail_timeout={nginx_seconds(lb.fail_timeout)};  # {backend.vm}"
         )
     if lb.keepalive > 0:
         # Needs HTTP/1.1 and an empty Connection header below on nginx < 1.29.7 (stack.md §1.1).

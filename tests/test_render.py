@@ -623,6 +623,12 @@ def test_nginx_time(seconds: float, text: str) -> None:
     assert render_nginx.nginx_time(seconds) == text
 
 
+def test_fail_timeout_is_whole_seconds() -> None:
+    assert "fail_timeout=1s;" in site(fail_timeout=0.5)
+    assert "fail_timeout=3s;" in site(fail_timeout=2.5)
+    assert render_nginx.nginx_seconds(4.0) == "4s"
+
+
 def test_site_path_and_commands() -> None:
     lab = parse_lab(SEED_LAB)
     assert nginx_site_path(lab) == "/etc/nginx/sites-available/labctl-alvin.conf"
