@@ -99,8 +99,8 @@ CLOUD_INIT_LOG_COMMAND: Final[Callable[[int], list[str]]] = cloud_init_log_comma
 def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | None = None) -> str:
     """The full `#cloud-config` document for one VM; a VM with both roles gets both, merged.
 
-    `app_archive` is the gzipped tar of a `source: path` app (the caller builds it); it is
-    required for such an app's VMs and refused otherwise.
+    `app_archive` is the gzipped tar of a `source: path` app (the caller builds it): required
+    for such an app's app VMs, ignored on VMs without the app role, refused for other sources.
     """
     if vm not in lab.vms:
         raise ValueError(f"VM {vm.name!r} is not part of lab {lab.name!r}")
@@ -108,8 +108,10 @@ def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | N
     wants_archive = is_app and lab.app.source.path is not None
     if wants_archive and app_archive is None:
         raise ValueError(f"VM {vm.name!r} runs a `source: path` app: pass app_archive")
-    if app_archive is not None and not wants_archive:
-        raise ValueError(f"app_archive given, but VM {vm.name!r} runs no `source: path` app")
+    if app_archive is not None and lab.app.source.path is None:
+        raise ValueError(f"app_archive given, but lab {lab.name!r} has no `source: path` app")
+    if not is_app:
+        app_archive = None  # the LB-only VM does not run the app
 
     packages: list[str] = []
     files = _common_files(lab, vm, assets)

@@ -325,7 +325,7 @@ def test_path_source_embeds_the_archive_as_b64(assets: Assets) -> None:
     assert entry["encoding"] == "b64" and entry["permissions"] == "0600"
     assert base64.b64decode(entry["content"]) == archive
     assert "LABCTL_SOURCE=path\n" in file_entry(data, "/etc/labctl/app.conf")["content"]
-    lb = user_data(lab, "lb", assets)  # the LB does not run the app: no archive
+    lb = user_data(lab, "lb", assets, app_archive=archive)  # ignored: the LB runs no app
     assert "/usr/local/lib/labctl/app.tar.gz" not in [f["path"] for f in lb["write_files"]]
 
 
