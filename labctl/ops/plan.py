@@ -123,7 +123,7 @@ def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = 
     steps.append(
         PlanStep(
             7,
-            f"{'write' if hosts else 'print'} the hosts entry \"{line.expandtabs(1)}\""
+            f'{"write" if hosts else "print"} the hosts entry "{line.expandtabs(1)}"'
             + (f" in {ctx.hosts_file}" if hosts else ""),
         )
     )

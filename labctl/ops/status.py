@@ -106,7 +106,8 @@ def status(ctx: LabContext) -> StatusReport:
         check = domain_future.result()
     domain = _domain_status(ctx, lb_status.ip, check, app_addresses)
     for vm in vms:
-        if vm.name in domain.backends_missing and vm.ip:
+        # Blame a backend only when the LB serves others; if nothing serves, the domain is the problem.
+        if domain.serving and vm.name in domain.backends_missing and vm.ip:
             vm.problems.append(
                 f"backend {vm.ip}:{lab.app.port} did not answer through the load balancer"
             )

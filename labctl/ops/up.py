@@ -107,7 +107,7 @@ def up(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = No
         try:
             return _bring_up(ctx, vm, ownership.ours.get(vm.name), assets, archive, launch_slots)
         except LabctlError as exc:
-            ctx.emit("vm", "fail", exc.message, vm=vm.name)
+            ctx.emit(getattr(exc, "stage", "launch"), "fail", exc.message, vm=vm.name)
             return StageFailure(
                 getattr(exc, "stage", "launch"),
                 exc.message,
