@@ -93,6 +93,10 @@ def _reset_etc(etc: Path, hostname: str) -> None:
     (etc / "simvm" / "available-units").write_text("")
     (etc / "hostname").unlink(missing_ok=True)
     (etc / "hostname").write_text(f"{hostname}\n")
+    # Ubuntu's systemd-resolved stub address. Nothing listens on it in the VM, so lookups
+    # fail at once instead of timing out (pm2's first-run version check does one).
+    (etc / "resolv.conf").unlink(missing_ok=True)
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n")
     (etc / "hosts").unlink(missing_ok=True)
     (etc / "hosts").write_text(
         f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n\n"

@@ -65,6 +65,9 @@ class Engine:
             }
         os.makedirs("/var/log", exist_ok=True)
         self.out_fd = os.open(OUTPUT_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        for path in (OUTPUT_LOG, DEBUG_LOG):  # root:adm 0640 as on Ubuntu; ubuntu is in adm
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
+            os.chown(path, 0, grp.getgrnam("adm").gr_gid if group_exists("adm") else 0)
         self.default_user: str | None = None
 
     # -- logging / status -------------------------------------------------------------
