@@ -182,7 +182,10 @@ def cmd_launch(ctx: Context, p: Parsed) -> int:
             ips = backend.start(inst)
             outcome = backend.provision(inst, user_data, daemon_timeout)
             ci = {"result": outcome.cloud_init, "started_at": running_at, "done_at": None}
-            if not ssh_fault:
+            if ssh_fault:  # the daemon gives up on SSH: Unknown (on_timeout handler)
+                to_unknown = {"state": "Unknown", "ipv4": []}
+                inst["pending"] = [{"at": running_at, "set": to_unknown}]
+            else:
                 to_running = {"state": "Running", "ipv4": ips, "boot_id": 1}
                 inst["pending"] = [{"at": running_at, "set": to_running}]
                 if outcome.finishes_in is not None and not init_fault:

@@ -25,6 +25,7 @@ class Context:
         stderr: TextIO,
         log: dict[str, Any],
         invocations_before: int,
+        daemon_index: int,
     ) -> None:
         self.home = home
         self.address = address
@@ -33,6 +34,7 @@ class Context:
         self.stderr = stderr
         self.log = log
         self.invocations_before = invocations_before
+        self.daemon_index = daemon_index
         self.settings = Settings.load(home)
         self.store = Store(home, address)
         self._backend: Backend | None = None
@@ -56,9 +58,7 @@ class Context:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            with self.store.transaction(write=False) as daemon:
-                index = daemon.index
-            self._backend = select_backend(self.settings, index)
+            self._backend = select_backend(self.settings, self.daemon_index)
         return self._backend
 
     def sleep(self, key: str, scope: str | None = None) -> None:

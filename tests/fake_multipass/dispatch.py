@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import cmd_exec, cmd_launch, cmd_lifecycle, cmd_query, cmd_snapshot
 from .cli import Opt, Parsed, option_help, parse
 from .context import Context
 from .errors import CommandError
@@ -23,7 +23,7 @@ class Command:
     summary: str
     usage: str
     opts: tuple[Opt, ...]
-    handler: Handler
+    handler: str  # "module:function", imported lazily to keep start-up fast
     aliases: tuple[str, ...] = ()
 
 
@@ -48,7 +48,7 @@ COMMANDS = (
             Opt(("mount",), "local-path>:<instance-path", "Mount a local directory"),
             TIMEOUT,
         ),
-        cmd_launch.cmd_launch,
+        "cmd_launch:cmd_launch",
     ),
     Command(
         "list",
@@ -59,7 +59,7 @@ COMMANDS = (
             FORMAT,
             Opt(("no-ipv4",), hidden=True),
         ),
-        cmd_query.cmd_list,
+        "cmd_query:cmd_list",
         ("ls",),
     ),
     Command(
@@ -72,7 +72,7 @@ COMMANDS = (
             Opt(("all",), hidden=True),
             Opt(("no-runtime-information",), hidden=True),
         ),
-        cmd_query.cmd_info,
+        "cmd_query:cmd_info",
     ),
     Command(
         "exec",
@@ -82,14 +82,14 @@ COMMANDS = (
             Opt(("working-directory", "d"), "dir", "Change to <dir> before execution"),
             Opt(("no-map-working-directory", "n"), help="Do not map the host execution path"),
         ),
-        cmd_exec.cmd_exec,
+        "cmd_exec:cmd_exec",
     ),
     Command(
         "start",
         "Start instances",
         "[options] [<name> ...]",
         (ALL, TIMEOUT),
-        cmd_lifecycle.cmd_start,
+        "cmd_lifecycle:cmd_start",
     ),
     Command(
         "stop",
@@ -101,38 +101,42 @@ COMMANDS = (
             Opt(("cancel", "c"), help="Cancel a pending delayed shutdown"),
             Opt(("force",), help="Force the instance to shut down immediately"),
         ),
-        cmd_lifecycle.cmd_stop,
+        "cmd_lifecycle:cmd_stop",
     ),
     Command(
         "restart",
         "Restart instances",
         "[options] [<name> ...]",
         (ALL, TIMEOUT),
-        cmd_lifecycle.cmd_restart,
+        "cmd_lifecycle:cmd_restart",
     ),
     Command(
         "suspend",
         "Suspend running instances",
         "[options] [<name> ...]",
         (ALL,),
-        cmd_lifecycle.cmd_suspend,
+        "cmd_lifecycle:cmd_suspend",
     ),
     Command(
         "delete",
         "Delete instances and snapshots",
         "[options] <name>[.snapshot] [<name>[.snapshot] ...]",
         (ALL, Opt(("purge", "p"), help="Permanently delete specified instances and snapshots")),
-        cmd_lifecycle.cmd_delete,
+        "cmd_lifecycle:cmd_delete",
     ),
     Command(
-        "purge", "Purge all deleted instances permanently", "[options]", (), cmd_lifecycle.cmd_purge
+        "purge",
+        "Purge all deleted instances permanently",
+        "[options]",
+        (),
+        "cmd_lifecycle:cmd_purge",
     ),
     Command(
         "recover",
         "Recover deleted instances",
         "[options] <name> [<name> ...]",
         (ALL,),
-        cmd_lifecycle.cmd_recover,
+        "cmd_lifecycle:cmd_recover",
     ),
     Command(
         "snapshot",
@@ -142,14 +146,14 @@ COMMANDS = (
             Opt(("name", "n"), "name", "An optional name for the snapshot"),
             Opt(("comment", "c", "m"), "comment", "An optional free comment for the snapshot"),
         ),
-        cmd_snapshot.cmd_snapshot,
+        "cmd_snapshot:cmd_snapshot",
     ),
     Command(
         "restore",
         "Restore an instance from a snapshot",
         "[options] <instance>.<snapshot>",
         (Opt(("destructive", "d"), help="Discard the current state of the instance"),),
-        cmd_snapshot.cmd_restore,
+        "cmd_snapshot:cmd_restore",
     ),
     Command(
         "transfer",
@@ -159,7 +163,7 @@ COMMANDS = (
             Opt(("recursive", "r"), help="Recursively copy entire directories"),
             Opt(("parents", "p"), help="Make parent directories as needed"),
         ),
-        cmd_exec.cmd_transfer,
+        "cmd_exec:cmd_transfer",
         ("copy-files",),
     ),
     Command(
@@ -167,10 +171,10 @@ COMMANDS = (
         "Open a shell on a running instance",
         "[options] [<name>]",
         (TIMEOUT,),
-        cmd_exec.cmd_shell,
+        "cmd_exec:cmd_shell",
         ("sh", "connect"),
     ),
-    Command("version", "Show version details", "[options]", (FORMAT,), cmd_query.cmd_version),
+    Command("version", "Show version details", "[options]", (FORMAT,), "cmd_query:cmd_version"),
 )
 
 BY_NAME = {alias: c for c in COMMANDS for alias in (c.name, *c.aliases)}
@@ -228,7 +232,7 @@ def dispatch(ctx: Context, argv: list[str]) -> int:
             ctx.out(general_help())
             return 0
         if "--version" in rest:
-            return cmd_query.cmd_version(ctx, Parsed())
+            return resolve("cmd_query:cmd_version")(ctx, Parsed())
         ctx.out(general_help())
         return 2  # ParseCode::CommandFail
     if name == "help":
@@ -253,7 +257,16 @@ def dispatch(ctx: Context, argv: list[str]) -> int:
         ctx.out(command_help(cmd))
         return 0
     ctx.log["command"] = cmd.name
-    return cmd.handler(ctx, parsed)
+    return resolve(cmd.handler)(ctx, parsed)
 
 
-EXEC_HINT_NO_TRAILING = cmd_exec.EXEC_HINT.rstrip("\n")
+def resolve(ref: str) -> Handler:
+    module, _, func = ref.partition(":")
+    handler: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), func)
+    return handler
+
+
+EXEC_HINT_NO_TRAILING = (  # same text as cmd_exec.EXEC_HINT, without importing it eagerly
+    '\nOptions to the inner command should come after "--", like this:\n'
+    "multipass exec <instance> -- <command>"
+)

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script: make the repo's `tests` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from fake_multipass.errors import CommandError
+from tests.fake_multipass.errors import CommandError
 
 
 def _terminate(signum: int, _frame: Any) -> None:
@@ -24,7 +24,7 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 
 def _write_log(home: Path, entry: dict[str, Any]) -> None:
-    from fake_multipass.state import file_lock
+    from tests.fake_multipass.state import file_lock
 
     line = json.dumps(entry, sort_keys=True) + "\n"
     with file_lock(home / "calls.lock"), (home / "calls.jsonl").open("a") as handle:
@@ -32,9 +32,9 @@ def _write_log(home: Path, entry: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from fake_multipass.context import Context
-    from fake_multipass.dispatch import command_name, dispatch
-    from fake_multipass.state import Store, home_dir, server_address
+    from tests.fake_multipass.context import Context
+    from tests.fake_multipass.dispatch import command_name, dispatch
+    from tests.fake_multipass.state import Store, home_dir, server_address
 
     signal.signal(signal.SIGTERM, _terminate)
     entry: dict[str, Any] = {
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     marker.write_text(json.dumps(entry))
     rc = 1
     try:
-        before = Store(home, entry["server_address"]).count_invocation()
+        before, index = Store(home, entry["server_address"]).count_invocation()
         ctx = Context(
             home,
             entry["server_address"],
@@ -65,6 +65,7 @@ def main(argv: list[str]) -> int:
             sys.stderr,
             entry,
             before,
+            index,
         )
         try:
             rc = dispatch(ctx, argv)

@@ -47,8 +47,25 @@ def server_address() -> str:
     return os.environ.get("MULTIPASS_SERVER_ADDRESS") or DEFAULT_ADDRESS
 
 
+_HELD: set[Path] = set()
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive flock; re-entrant within a process (a nested flock on a new fd would deadlock)."""
+    if path in _HELD:
+        yield
+        return
+    _HELD.add(path)
+    try:
+        with _flocked(path):
+            yield
+    finally:
+        _HELD.discard(path)
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -133,15 +150,18 @@ class Store:
             if write:
                 _write(self.path, root)
 
-    def count_invocation(self) -> int:
-        """Increment the global invocation counter; return the count *before* this call."""
+    def count_invocation(self) -> tuple[int, int]:
+        """Increment the global invocation counter.
+
+        Returns (the count *before* this call, this daemon's index).
+        """
         with file_lock(self.lock_path):
             root = _read(self.path)
             before = int(root.get("invocations", 0))
             root["invocations"] = before + 1
-            Daemon(root, self.address)  # register the daemon (fixes its index)
+            index = Daemon(root, self.address).index  # registers the daemon
             _write(self.path, root)
-            return before
+            return before, index
 
     def read_all(self) -> dict[str, Any]:
         """The whole file with due transitions applied (for the controller)."""
