@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -23,6 +24,7 @@ from labctl.errors import EXIT_FAILED, ConfigError, LabctlError
 from labctl.multipass import Multipass
 from labctl.ops.context import LabContext
 from labctl.ops.down import down as down_lab
+from labctl.ops.drill import drill as drill_lab
 from labctl.ops.plan import plan as plan_lab
 from labctl.ops.status import status as lab_status
 from labctl.ops.up import app_archive
@@ -48,6 +50,14 @@ LabFileOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document instead of tables.")
 ]
+
+
+class DrillMode(StrEnum):
+    app = "app"
+    vm = "vm"
+    freeze = "freeze"
+
+
 NoHostsOption = Annotated[
     bool,
     typer.Option("--no-hosts", help="Do not touch the hosts file; print the line to add instead."),
@@ -223,3 +233,42 @@ def down(file: LabFileOption = Path("lab.yaml"), no_hosts: NoHostsOption = False
     """Delete (purge) the lab's VMs and remove its hosts entry. VMs already gone are fine."""
     result = down_lab(_context(file), manage_hosts=False if no_hosts else None)
     output.print_down(stdout, result)
+
+
+@app.command()
+@_guard
+def drill(
+    file: LabFileOption = Path("lab.yaml"),
+    mode: Annotated[
+        DrillMode,
+        typer.Option(
+            "--mode",
+            help="How a backend goes down: app = pm2 stop, vm = "
+            "multipass stop, freeze = SIGSTOP (hung app).",
+        ),
+    ] = DrillMode.app,
+    vm: Annotated[
+        list[str] | None, typer.Option("--vm", help="Only this app VM (repeatable).")
+    ] = None,
+    requests: Annotated[
+        int,
+        typer.Option(
+            "--requests", min=1, max=100_000, help="Requests per step while one backend is down."
+        ),
+    ] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Prove failover: take each app backend down in turn (then all of them), check what the
+    load balancer does, restore everything. Exit 0 only if every step passed.
+
+    Example: labctl drill --mode freeze --requests 500
+    """
+    ctx = _context(file)
+    show = None if as_json else output.drill_step_printer(stdout)
+    result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
+    if as_json:
+        stdout.out(output.drill_json(result), highlight=False)
+    else:
+        output.print_drill(stdout, result)
+    if not result.passed:
+        raise typer.Exit(EXIT_FAILED)

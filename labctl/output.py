@@ -14,6 +14,7 @@ from rich.table import Table
 
 from labctl.ops.context import Event
 from labctl.ops.down import DownResult
+from labctl.ops.drill import DrillResult, DrillStep
 from labctl.ops.plan import PlanResult
 from labctl.ops.status import StatusReport, VmStatus
 from labctl.ops.up import UpResult
@@ -152,3 +153,38 @@ def print_down(out: Console, result: DownResult) -> None:
         out.print(f"removed the hosts entry from {escape(result.hosts_path)}")
     if not (result.deleted or result.hosts_removed):
         out.print("nothing to do: the lab is already down")
+
+
+def drill_step_printer(console: Console) -> Callable[[DrillStep], None]:
+    def show(step: DrillStep) -> None:
+        mark = "[green]✓[/green]" if step.passed else "[red]✗[/red]"
+        console.print(f"{mark} {escape(step.name)}: {escape(step.observed)}", soft_wrap=True)
+
+    return show
+
+
+def print_drill(out: Console, result: DrillResult) -> None:
+    table = Table(title=f"drill of lab {result.lab} (mode {result.mode})", title_justify="left")
+    for column in ("step", "expectation", "observed", "result"):
+        table.add_column(column)
+    for step in result.steps:
+        table.add_row(
+            escape(step.name),
+            escape(step.expectation),
+            escape(step.observed),
+            "[green]pass[/green]" if step.passed else "[red]FAIL[/red]",
+        )
+    out.print(table)
+    failed = [step.name for step in result.steps if not step.passed]
+    if failed:
+        out.print(f"[red]drill failed[/red] at: {escape(', '.join(failed))}")
+    else:
+        out.print(
+            "[green]drill passed[/green]: the load balancer behaved as expected in every step"
+        )
+
+
+def drill_json(result: DrillResult) -> str:
+    data = asdict(result)
+    data["passed"] = result.passed
+    return json.dumps(data, indent=2)

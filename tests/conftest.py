@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_multipass.fixture import fake_multipass  # noqa: F401  (a fixture)
+from tests.lab_world import make_world  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
