@@ -138,7 +138,7 @@ def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | N
         "packages": packages,
         "write_files": files,
         "runcmd": runcmd,
-        "final_message": f"labctl: {lab.instance_name(vm)} provisioned after $UPTIME seconds",
+        "final_message": f"labctl: cloud-init finished on {lab.instance_name(vm)} after $UPTIME s",
     }
     return "#cloud-config\n" + yaml.dump(
         data, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True
