@@ -22,7 +22,7 @@ import yaml
 
 from labctl import render, render_app, render_nginx
 from labctl.assets import ASSET_FILES, Assets, read_assets
-from labctl.config import parse_lab
+from labctl.config import load_lab, parse_lab
 from labctl.errors import ConfigError, LabctlError
 from labctl.model import Lab, Vm
 from labctl.render import (
@@ -48,6 +48,7 @@ SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys
 SEED_LAB = """\
 name: alvin
 domain: alvin.xyz
+aliases: [www.alvin.xyz]
 defaults:
   memory: 2G
 app:
@@ -74,6 +75,7 @@ HELLO_LAB = """\
 name: hello
 domain: hello.lab
 app:
+  name: hello
   source:
     builtin: hello
 vms:
@@ -208,6 +210,18 @@ def check_golden(name: str, text: str) -> None:
     assert text == path.read_text(encoding="utf-8"), (
         f"{name} differs; LABCTL_UPDATE_GOLDEN=1 to accept"
     )
+
+
+@pytest.mark.parametrize("lab_file", ["lab.yaml", "examples/hello/lab.yaml"])
+def test_repo_labs_render_like_the_inline_copies(lab_file: str, assets: Assets) -> None:
+    """The inline labs above stand for the repo's lab files: keep them equivalent."""
+    path = REPO / lab_file
+    if not path.exists():
+        pytest.skip(f"{lab_file} not in this checkout")
+    lab = load_lab(path).lab
+    for v in lab.vms:
+        golden = GOLDEN / f"{lab.instance_name(v)}.user-data.yaml"
+        assert render_user_data(lab, v, assets) == golden.read_text(), f"{lab_file} {v.name}"
 
 
 def test_rendering_is_deterministic(assets: Assets) -> None:

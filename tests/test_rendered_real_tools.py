@@ -36,6 +36,7 @@ MIME_TYPES = Path("/etc/nginx/mime.types")
 SEED_LAB = {
     "name": "alvin",
     "domain": "alvin.xyz",
+    "aliases": ["www.alvin.xyz"],
     "defaults": {"memory": "2G"},
     "app": {
         "name": "dumbflix",
@@ -52,7 +53,7 @@ SEED_LAB = {
 HELLO_LAB = {
     "name": "hello",
     "domain": "hello.lab",
-    "app": {"source": {"builtin": "hello"}},
+    "app": {"name": "hello", "source": {"builtin": "hello"}},
     "vms": [{"name": f"app{i}", "roles": ["app"]} for i in (1, 2, 3)]
     + [{"name": "lb", "roles": ["lb"]}],
 }
