@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.simvm import SimNetwork, SimVM, cleanup_all
+from tests.simvm import CloudInitTimeout, SimNetwork, SimVM, cleanup_all
 
 pytestmark = pytest.mark.sim
 
@@ -82,7 +82,7 @@ def _free_subnet() -> str:
     ).stdout
     for _ in range(50):
         subnet = f"10.251.{secrets.randbelow(150) + 100}.0/24"
-        if subnet.rsplit(".", 2)[0] + "." not in routes:
+        if f"{subnet} " not in routes:
             return subnet
     raise RuntimeError("no free test subnet")
 
@@ -251,6 +251,10 @@ runcmd:
     assert run_in(lb, ["systemctl", "is-enabled", "nginx"])[1].strip() == "enabled"
     rc, out, _ = run_in(lb, ["cloud-init", "status", "--wait", "--format", "json"])
     assert rc == 0 and '"extended_status": "done"' in out
+    lb.stop()
+    assert port_dead(f"http://{lb.ip}/")
+    lb.boot()  # nginx is enabled, so it comes back with the lab site
+    assert http_get(f"http://{lb.ip}/", expect="hello from app") == "hello from app\n"
 
 
 def test_pm2_app_survives_stop_and_boot(sim: Sim) -> None:
@@ -326,3 +330,19 @@ def test_unknown_key_is_degraded(sim: Sim) -> None:
     # nginx was never "installed": no unit, no config
     assert run_in(vm, ["systemctl", "start", "nginx"], user="root")[0] != 0
     assert run_in(vm, ["test", "-e", "/etc/nginx"])[0] == 1
+
+
+def test_users_without_default_has_no_ubuntu(sim: Sim) -> None:
+    vm = sim.vm("n", user_data="#cloud-config\nusers:\n  - name: alice\n    shell: /bin/bash\n")
+    rc, _, err = run_in(vm, ["true"])
+    assert rc == 255 and "ubuntu" in err
+    assert run_in(vm, ["id", "-un"], user="alice")[1].strip() == "alice"
+
+
+def test_cloud_init_timeout_leaves_vm_provisioning(sim: Sim) -> None:
+    vm = sim.vm("t", user_data=None)
+    with pytest.raises(CloudInitTimeout):
+        vm.run_cloud_init("#cloud-config\nruncmd:\n  - sleep 2\n", timeout=0.3)
+    assert vm.running()
+    rc, out, _ = run_in(vm, ["cloud-init", "status", "--wait"], user="root")
+    assert rc == 0 and out.rstrip().endswith("status: done")

@@ -100,8 +100,9 @@ class SimNetwork:
                 if ns.startswith(f"{self.name}-"):
                     kill_all(lambda ns=ns: netns_pids(ns))
                     run(["ip", "netns", "delete", ns], check=False)
+            veth = re.compile(rf"{re.escape(self.name)}[hg]\d{{1,3}}")
             for link in link_names():
-                if link.startswith(self.name) and link != self.bridge:
+                if veth.fullmatch(link):
                     run(["ip", "link", "delete", link], check=False)
             if self.bridge in link_names():
                 run(["ip", "link", "delete", self.bridge])

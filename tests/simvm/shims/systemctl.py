@@ -499,7 +499,12 @@ def main(argv: list[str]) -> int:
                 print(f"simvm systemctl shim: unsupported verb {verb!r}", file=sys.stderr)
                 return 1
     except UnitError as exc:
-        print(str(exc), file=sys.stderr)
+        if (
+            exc.code == 5 and len(names) == 1
+        ):  # e.g. "Failed to start x.service: Unit x.service not found."
+            print(f"Failed to {verb} {names[0]}: {exc}", file=sys.stderr)
+        else:
+            print(str(exc), file=sys.stderr)
         return exc.code
     return 0
 
