@@ -1,8 +1,9 @@
 """The Multipass adapter: the only place in labctl that runs the `multipass` CLI.
 
 Every call goes through `Multipass._run` (argv list, captured text, timeout, failure mapping).
-Parsing and failure classification are pure and live in `labctl.multipass_parse`; they are
-re-exported here. Section numbers (§) refer to /work/shared/reference/multipass.md.
+Parsing (`labctl.multipass_parse`) and failure classification (`labctl.multipass_errors`) are
+pure; their public names are re-exported here.
+Section numbers (§) refer to /work/shared/reference/multipass.md.
 """
 
 from __future__ import annotations
@@ -17,27 +18,29 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from labctl.errors import LaunchTimeoutError, MultipassError, MultipassNotFoundError
-from labctl.multipass_parse import (
-    ExecResult,
-    Instance,
+from labctl.multipass_errors import (
     InstanceExistsError,
     InstanceNotFoundError,
-    Snapshot,
     SnapshotsUnsupportedError,
-    VersionInfo,
     classify_failure,
     display,
     is_own_exec_error,
-    launched_name,
     missing_instances,
+    stderr_tail,
+    subcommand,
+    summarize_stderr,
+)
+from labctl.multipass_parse import (
+    ExecResult,
+    Instance,
+    Snapshot,
+    VersionInfo,
+    launched_name,
     parse_info,
     parse_list,
     parse_snapshots,
     parse_version,
-    stderr_tail,
     strip_spinner,
-    subcommand,
-    summarize_stderr,
 )
 
 __all__ = [
