@@ -1,9 +1,10 @@
 """SimBackend: instances are ``tests/simvm`` SimVMs (network namespaces, real nginx/pm2).
 
 This is the selection hook plus a thin adapter written against the announced simvm API
-(``SimNetwork(name, subnet)``, ``SimVM(name, state_dir, network, ip)`` with ``create()``,
-``run_cloud_init(text, timeout)``, ``exec(argv, stdin, stdout, stderr, user=...)``, ``stop()``,
-``boot()``, ``destroy()``). Adjust it when simvm lands; the plain backend is the default.
+(``SimNetwork(name, subnet, state_dir)``, ``SimVM(name, state_dir, network, ip)`` with
+``create()``, ``run_cloud_init(text, timeout)``, ``exec(argv, *, stdin, stdout, stderr, user)``,
+``stop()``, ``boot()``, ``destroy()``). Not exercised by the tests yet: simvm uses BytesIO-less
+fd plumbing, so ``read_file``/``write_file`` may need real pipes. Adjust it when simvm lands; the plain backend is the default.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .backend import CI_DONE, Instance, ProvisionOutcome, ProvisionTimeoutError
+from .backend import (
+    CI_DEGRADED,
+    CI_DONE,
+    CI_ERROR,
+    Instance,
+    ProvisionOutcome,
+    ProvisionTimeoutError,
+)
 from .errors import CommandError
 from .faults import Settings
 
@@ -51,7 +59,9 @@ class SimBackend:
         self.subnet = ipaddress.ip_network(subnet, strict=False)
         default_dir = Path(os.environ.get("FAKE_MULTIPASS_HOME", ".")) / "sim"
         self.state_dir = Path(str(settings.get("sim_state_dir") or default_dir))
-        self.network = self.simvm.SimNetwork(f"fmp{daemon_index}", str(self.subnet))
+        self.network = self.simvm.SimNetwork(
+            f"fmp{daemon_index}", str(self.subnet), self.state_dir / "network"
+        )
 
     def _ip(self, inst: Instance) -> str:
         host = int(inst["backend"].get("host", 1))
@@ -77,17 +87,22 @@ class SimBackend:
         import yaml
 
         text = "#cloud-config\n" + yaml.safe_dump(user_data or {})
+        timeout_errors: tuple[type[BaseException], ...] = (TimeoutError,)
+        ci_timeout = getattr(self.simvm, "CloudInitTimeout", None)
+        if isinstance(ci_timeout, type) and issubclass(ci_timeout, BaseException):
+            timeout_errors += (ci_timeout,)
         try:
             result = self._vm(inst).run_cloud_init(text, timeout)
-        except TimeoutError:
+        except timeout_errors:
             raise ProvisionTimeoutError from None
-        status = str(getattr(result, "status", result) or CI_DONE)
-        return ProvisionOutcome(status, 0.0)
+        # CloudInitResult.exit_code mirrors `cloud-init status`: 0 done, 1 error, 2 degraded
+        code = int(getattr(result, "exit_code", 0))
+        return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(code, CI_DONE), 0.0)
 
     def exec(
         self, inst: Instance, argv: list[str], stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO
     ) -> int:
-        return int(self._vm(inst).exec(argv, stdin, stdout, stderr, user="ubuntu"))
+        return int(self._vm(inst).exec(argv, stdin=stdin, stdout=stdout, stderr=stderr))
 
     def stop(self, inst: Instance) -> None:
         self._vm(inst).stop()
@@ -97,12 +112,14 @@ class SimBackend:
 
     def read_file(self, inst: Instance, path: str) -> bytes | None:
         out, err = io.BytesIO(), io.BytesIO()
-        rc = self._vm(inst).exec(["cat", path], io.BytesIO(), out, err, user="root")
+        rc = self._vm(inst).exec(["cat", path], stdin=None, stdout=out, stderr=err, user="root")
         return out.getvalue() if rc == 0 else None
 
     def write_file(self, inst: Instance, path: str, data: bytes) -> None:
         sink = io.BytesIO()
-        self._vm(inst).exec(["tee", path], io.BytesIO(data), sink, sink, user="root")
+        self._vm(inst).exec(
+            ["tee", path], stdin=io.BytesIO(data), stdout=sink, stderr=sink, user="root"
+        )
 
     def snapshot(self, inst: Instance, snap: dict[str, Any]) -> None:
         """Guest state is not captured by the sim backend [simplification]."""
