@@ -288,15 +288,19 @@ class Multipass:
         timeout: float,
         check: bool = False,
     ) -> ExecResult:
-        """Run argv in the instance; returncode is the remote one (a Stopped VM is auto-started)."""
+        """Run argv in the instance; returncode is the remote one (a Stopped VM is auto-started).
+
+        multipass's own failures (instance missing or deleted, daemon down) always raise.
+        """
         full = self.exec_argv(name, argv)
         proc = self._run(full[1:], input=stdin, timeout=timeout, check=False)
         result = ExecResult(proc.returncode, proc.stdout or "", proc.stderr or "")
+        # exec forwards the remote exit code, which collides with multipass's own 1/2 (§1.1): a
+        # remote `cloud-init status` exits 2 for "degraded". Only multipass's own errors start with
+        # "exec failed:" (§2.4), and those always raise, so an ExecResult means the command ran.
+        if result.returncode != 0 and is_own_exec_error(result.stderr):
+            raise classify_failure(full, result.returncode, result.stderr)
         if check and result.returncode != 0:
-            # exec forwards the remote exit code, which collides with multipass's own 1/2 (§1.1);
-            # only multipass's own errors start with "exec failed:" (§2.4).
-            if is_own_exec_error(result.stderr):
-                raise classify_failure(full, result.returncode, result.stderr)
             raise MultipassError(
                 f"`{shlex.join(argv)}` in {name} exited {result.returncode}: "
                 f"{summarize_stderr(result.stderr)}",

@@ -433,6 +433,18 @@ def test_exec_check_daemon_down(run: Any, mp: Multipass) -> None:
         mp.exec("web1", ["true"], timeout=5, check=True)
 
 
+def test_exec_own_errors_raise_even_without_check(run: Any, mp: Multipass) -> None:
+    run.return_value = done("", stderr_fixture("exec-deleted.txt"), 2)
+    with pytest.raises(MultipassError, match='instance "web1" is deleted'):
+        mp.exec("web1", ["cloud-init", "status", "--wait"], timeout=5)
+
+
+def test_exec_remote_exit_2_is_a_result_not_an_error(run: Any, mp: Multipass) -> None:
+    run.return_value = done("status: degraded done\n", "", 2)  # cloud-init's recoverable error
+    result = mp.exec("web1", ["cloud-init", "status", "--wait"], timeout=5)
+    assert (result.returncode, result.stdout) == (2, "status: degraded done\n")
+
+
 def test_start_several_names_with_timeout(run: Any, mp: Multipass) -> None:
     mp.start(["web1", "web2"], timeout=120)
     assert argv_of(run) == [MP, "start", "--timeout", "120", "web1", "web2"]
