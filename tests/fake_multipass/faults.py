@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "exec_responses": [],
     "sim_subnet": None,  # sim backend only
     "sim_state_dir": None,  # sim backend only
+    "sim_prefix": None,
 }
 
 KNOWN_KEYS = frozenset(DEFAULTS) | {"fail_after_calls_base"}

@@ -59,8 +59,10 @@ class SimBackend:
         self.subnet = ipaddress.ip_network(subnet, strict=False)
         default_dir = Path(os.environ.get("FAKE_MULTIPASS_HOME", ".")) / "sim"
         self.state_dir = Path(str(settings.get("sim_state_dir") or default_dir))
+        # A per-test prefix keeps concurrent runs' bridges and namespaces apart (and exact cleanup)
+        prefix = str(settings.get("sim_prefix") or "fmp")
         self.network = self.simvm.SimNetwork(
-            f"fmp{daemon_index}", str(self.subnet), self.state_dir / "network"
+            f"{prefix}{daemon_index}", str(self.subnet), self.state_dir / "network"
         )
 
     def _ip(self, inst: Instance) -> str:
