@@ -7,7 +7,7 @@ from typing import Any
 
 from .cli import Parsed
 from .context import Context, is_running
-from .errors import following_errors, usage
+from .errors import COMMAND_LINE_ERROR, CommandError, following_errors, usage
 from .formats import human_bytes, info_table, list_table, qt_json, snapshots_table
 from .model import GiB, guest_disk_total, guest_memory_total, lookup_image
 from .state import Instance
@@ -229,4 +229,40 @@ def cmd_info(ctx: Context, p: Parsed) -> int:
             )
         entries.append(data | extra | {"image_release": lookup_image(inst["image"]).release})
     ctx.out(info_table(entries))
+    return 0
+
+
+_SETTINGS_KEYS = (
+    "client.primary-name",
+    "local.bridged-network",
+    "local.driver",
+    "local.image.mirror",
+    "local.passphrase",
+    "local.privileged-mounts",
+)
+
+
+def cmd_get(ctx: Context, p: Parsed) -> int:
+    """`get <key> [--raw]` / `get --keys` for the global keys (§2.11); works without the daemon
+    only for client.* keys, as in multipass."""
+    if p.is_set("keys"):
+        ctx.out("".join(f"{key}\n" for key in _SETTINGS_KEYS))
+        return 0
+    if len(p.positionals) != 1:
+        raise usage("Need exactly one setting key.")
+    key = p.positionals[0]
+    values = {
+        "client.primary-name": "primary",
+        "local.bridged-network": "",
+        "local.driver": str(ctx.settings.get("driver")),
+        "local.image.mirror": "",
+        "local.passphrase": "",
+        "local.privileged-mounts": "true",
+    }
+    if key not in values:
+        raise CommandError(f"Unrecognized settings key: '{key}'", COMMAND_LINE_ERROR)
+    if not key.startswith("client."):
+        ctx.connect("get")
+    value = values[key]
+    ctx.out(f"{value if value or p.is_set('raw') else '<empty>'}\n")
     return 0

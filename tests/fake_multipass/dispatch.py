@@ -174,6 +174,16 @@ COMMANDS = (
         "cmd_exec:cmd_shell",
         ("sh", "connect"),
     ),
+    Command(
+        "get",
+        "Get a configuration setting",
+        "[options] [<key>]",
+        (
+            Opt(("raw",), help="Output in raw format"),
+            Opt(("keys",), help="List available settings keys"),
+        ),
+        "cmd_query:cmd_get",
+    ),
     Command("version", "Show version details", "[options]", (FORMAT,), "cmd_query:cmd_version"),
 )
 

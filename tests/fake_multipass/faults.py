@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "snapshots_unsupported": False,
     "fail_after_calls": None,
     "version": "1.16.3",
+    "driver": "qemu",  # what `get local.driver` answers
     # plumbing
     "backend": "plain",
     "ip_pool": "127.80.0.0/16",
