@@ -218,6 +218,11 @@ class Multipass:
         proc = self._run(["info", "--format", "json", *names], timeout=self.query_timeout)
         return parse_info(proc.stdout)
 
+    def get(self, key: str) -> str:
+        """A setting's value, e.g. `local.driver` (§2.11); `--raw` so empty is "" not `<empty>`."""
+        proc = self._run(["get", "--raw", key], timeout=self.query_timeout)
+        return (proc.stdout or "").strip()
+
     def list_snapshots(self) -> _Snapshots:
         """Every snapshot of every instance (needs Multipass >= 1.13)."""
         proc = self._run(["list", "--snapshots", "--format", "json"], timeout=self.query_timeout)

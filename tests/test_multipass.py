@@ -330,6 +330,19 @@ def test_info_argv(run: Any, mp: Multipass) -> None:
     assert kwargs_of(run)["timeout"] == 30.0
 
 
+def test_get_is_raw_and_stripped(run: Any, mp: Multipass) -> None:
+    run.return_value = done("qemu\n")
+    assert mp.get("local.driver") == "qemu"
+    assert argv_of(run) == [MP, "get", "--raw", "local.driver"]
+    assert kwargs_of(run)["timeout"] == 30.0
+
+
+def test_get_unknown_key_raises(run: Any, mp: Multipass) -> None:
+    run.return_value = done(stderr="Unrecognized settings key: 'local.nope'\n", returncode=1)
+    with pytest.raises(MultipassError):
+        mp.get("local.nope")
+
+
 def test_list_snapshots_argv(run: Any, mp: Multipass) -> None:
     run.return_value = done(fixture("list-snapshots.json"))
     assert len(mp.list_snapshots()) == 2
