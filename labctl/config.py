@@ -123,7 +123,7 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
         if len(set(vm.roles)) != len(vm.roles):
             found.append((("vms", i, "roles"), "a role is listed twice"))
         instance = lab.instance_name(vm)
-        if len(instance) > MAX_INSTANCE_NAME or not NAME_RE.match(instance):
+        if len(instance) > MAX_INSTANCE_NAME or not NAME_RE.fullmatch(instance):
             found.append(
                 (
                     ("vms", i, "name"),

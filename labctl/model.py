@@ -6,13 +6,15 @@ LB, unique VM names, ports that collide) live in `config.py`, so each is reporte
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 # Multipass's instance-name rule (multipass.md §6): letters, digits, hyphens; starts with a letter,
-# ends with a letter or digit. A single letter is valid.
+# ends with a letter or digit. A single letter is valid. Validators use `fullmatch`: with `match`,
+# `$` also matches before a trailing newline, and "app1\n" would reach nginx and the hosts file.
 NAME_RE: Final = re.compile(r"^(?:[a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])$")
 # Multipass's size syntax (multipass.md §2.1, src/utils/memory_size.cpp), binary units.
 SIZE_RE: Final = re.compile(r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I)
@@ -62,13 +64,13 @@ def parse_duration(value: Any) -> float:
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
         raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
-    if seconds <= 0 or seconds > 7 * 24 * 3600:
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > 7 * 24 * 3600:  # YAML has .nan
         raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
     return seconds
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use letters, digits and hyphens, start with a letter "
             "and end with a letter or digit (Multipass's instance-name rule)"
@@ -83,7 +85,7 @@ def _domain(value: Any) -> str:
     labels = name.split(".")
     if (
         len(name) > 253
-        or not all(HOSTNAME_LABEL_RE.match(label) for label in labels)
+        or not all(HOSTNAME_LABEL_RE.fullmatch(label) for label in labels)
         or labels[-1].isdigit()
     ):
         raise ValueError(f'{value!r} is not a valid domain name (like "alvin.xyz")')
@@ -97,14 +99,14 @@ def _image(value: Any) -> str:
         raise ValueError(f'expected an image like "24.04" or "noble", got {value!r}')
     if value.startswith(("http://", "https://", "file://")) and not re.search(r"\s", value):
         return value
-    if not IMAGE_RE.match(value):
+    if not IMAGE_RE.fullmatch(value):
         raise ValueError(f'{value!r} is not a Multipass image (like "24.04", "noble", "lts")')
     return value
 
 
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what}")
         return value
 

@@ -27,7 +27,7 @@ def app_env(lab: Lab, vm: Vm) -> dict[str, str]:
     targets `app.port`)."""
     env = {**lab.app.env, "PORT": str(lab.app.port), "LABCTL_VM": vm.name}
     for name in env:
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise ValueError(f"invalid environment variable name {name!r}")
     return env
 
@@ -36,7 +36,7 @@ def shell_assignments(values: dict[str, str]) -> str:
     """`NAME='value'` lines, safe to `.` or `eval` in sh/bash: values stay inert text."""
     lines = []
     for name, value in values.items():
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise ValueError(f"invalid shell variable name {name!r}")
         if "\x00" in value:
             raise ValueError(f"{name}: NUL byte in value")

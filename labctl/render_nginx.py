@@ -78,7 +78,7 @@ def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
         lines.append(f"    {method}")
     for backend in backends:
         address = _backend_address(backend.address)
-        if not NAME_RE.match(backend.vm):
+        if not NAME_RE.fullmatch(backend.vm):
             raise ValueError(f"invalid backend VM name {backend.vm!r}")
         lines.append(
             f"    server {address} max_fails={int(lb.max_fails)} "
@@ -153,13 +153,13 @@ def _listen_lines(lab: Lab) -> list[str]:
 
 
 def _lab_name(lab: Lab) -> str:
-    if not NAME_RE.match(lab.name):
+    if not NAME_RE.fullmatch(lab.name):
         raise ValueError(f"invalid lab name {lab.name!r}")
     return lab.name
 
 
 def _server_name(name: str) -> str:
-    if not _SERVER_NAME_RE.match(name) or ".." in name:
+    if not _SERVER_NAME_RE.fullmatch(name) or ".." in name:
         raise ValueError(f"invalid server name {name!r}")
     return name
 
@@ -168,7 +168,7 @@ def _backend_address(address: str) -> str:
     """Accept only `IPv4:port` or `[IPv6]:port`: hostnames would be resolved once at load and fail
     hard when unknown (stack.md §1.3), and anything else could inject directives."""
     host, sep, port = address.rpartition(":")
-    if not sep or not _PORT_RE.match(port) or not 1 <= int(port) <= 65535:
+    if not sep or not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"backend address must be IP:port, got {address!r}")
     bracketed = host.startswith("[") and host.endswith("]")
     try:
