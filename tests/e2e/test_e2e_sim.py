@@ -1,0 +1,272 @@
+"""labctl end to end on simulated VMs: real cloud-init user-data, real nginx, Node.js and pm2.
+
+Traffic goes only to the simulated VMs' addresses (network namespaces these tests create) and
+loopback; every request loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from labctl.config import parse_lab
+from labctl.probes import http_get
+from labctl.render import LB_APPLY_COMMAND, Backend, render_nginx_site
+from tests.e2e.harness import SimLab
+
+pytestmark = [pytest.mark.sim, pytest.mark.slow]
+
+FAIL_TIMEOUT = 5
+HELLO = f"""\
+name: hello
+domain: hello.lab
+app: {{name: hello, source: {{builtin: hello}}, port: 3000}}
+vms:
+  - {{name: app1, roles: [app]}}
+  - {{name: app2, roles: [app]}}
+  - {{name: app3, roles: [app]}}
+  - {{name: lb, roles: [lb]}}
+lb: {{max_fails: 2, fail_timeout: {FAIL_TIMEOUT}s, read_timeout: 3s, connect_timeout: 1s}}
+waits: {{launch: 300s, cloud_init: 300s, serve: 90s}}
+"""
+APPS = ["app1", "app2", "app3"]
+
+
+def write_lab(lab: SimLab, text: str = HELLO) -> Path:
+    path = lab.root / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+def up(lab: SimLab, path: Path) -> None:
+    result = lab.labctl("up", "-f", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def status_json(lab: SimLab, path: Path) -> tuple[int, dict]:
+    result = lab.labctl("status", "-f", str(path), "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def pm2(lab: SimLab, vm: str, *args: str) -> None:
+    result = lab.multipass_cmd("exec", f"hello-{vm}", "--", "pm2", *args)
+    assert result.returncode == 0, result.stderr
+
+
+def backend_of(lab: SimLab, vm: str) -> str:
+    return f"{lab.ip(f'hello-{vm}')}:3000"
+
+
+def test_hello_lab_up_is_serving_healthy_idempotent_and_down_leaves_nothing(
+    sim_lab: SimLab,
+) -> None:
+    path = write_lab(sim_lab)
+    original_hosts = sim_lab.hosts.read_text()
+    up(sim_lab, path)
+    lb_ip = sim_lab.ip("hello-lb")
+    assert (
+        f"# BEGIN labctl hello\n{lb_ip}\thello.lab\n# END labctl hello\n"
+        in sim_lab.hosts.read_text()
+    )
+
+    code, report = status_json(sim_lab, path)
+    assert code == 0 and report["healthy"] is True, report["problems"]
+    assert report["domain"]["resolves"] and report["domain"]["serving"]
+    assert report["domain"]["backends_seen"] == APPS
+    for vm in report["vms"]:
+        assert vm["state"] == "Running" and vm["ipv4"] == [sim_lab.ip(f"hello-{vm['name']}")]
+        if vm["name"] in APPS:
+            assert [(p["name"], p["status"]) for p in vm["pm2"]] == [("hello", "online")]
+    tally = sim_lab.hammer("hello-lb", "hello.lab", requests=30)
+    assert tally.ok == 30 and set(tally.by_backend) == {backend_of(sim_lab, vm) for vm in APPS}
+
+    again = sim_lab.labctl("up", "-f", str(path))
+    assert again.returncode == 0
+    assert len(sim_lab.fake.calls("launch")) == 4  # nothing launched the second time
+    assert "nginx config unchanged" in again.stderr
+
+    down = sim_lab.labctl("down", "-f", str(path))
+    assert down.returncode == 0, down.stderr
+    assert sim_lab.instances() == {}
+    assert sim_lab.hosts.read_text() == original_hosts
+
+
+def test_app_down_on_one_vm_then_all_then_recovery(sim_lab: SimLab) -> None:
+    path = write_lab(sim_lab)
+    up(sim_lab, path)
+
+    pm2(sim_lab, "app2", "stop", "hello")
+    tally = sim_lab.hammer("hello-lb", "hello.lab", requests=1000, deadline=120)
+    assert tally.total == 1000 and tally.ok == 1000, tally.by_status
+    assert backend_of(sim_lab, "app2") not in tally.by_backend
+    code, report = status_json(sim_lab, path)
+    assert code == 1 and report["healthy"] is False
+    assert "app2: pm2 process 'hello' is stopped" in report["problems"]
+    assert not any(p.startswith(("app1:", "app3:", "lb:")) for p in report["problems"]), report[
+        "problems"
+    ]
+
+    for vm in ("app1", "app3"):
+        pm2(sim_lab, vm, "stop", "hello")
+    tally = sim_lab.hammer("hello-lb", "hello.lab", requests=20, deadline=60)
+    assert tally.by_status == {"502": 20}  # nginx itself answers: LB alive, upstreams dead
+    code, report = status_json(sim_lab, path)
+    assert code == 1
+    assert {f"{vm}: pm2 process 'hello' is stopped" for vm in APPS} <= set(report["problems"])
+    assert any(p.startswith("domain: http://hello.lab/ is not serving") for p in report["problems"])
+
+    for vm in APPS:
+        pm2(sim_lab, vm, "start", "hello")
+    started = time.monotonic()
+    first_ok = None
+    while time.monotonic() - started < 30:  # bounded: 30 s at most, 10 requests a second
+        if http_get(sim_lab.ip("hello-lb"), 80, "hello.lab", timeout=5).status == 200:
+            first_ok = time.monotonic() - started
+            break
+        time.sleep(0.1)
+    assert first_ok is not None and first_ok <= FAIL_TIMEOUT + 2, first_ok
+    # every backend is back once nginx's fail_timeout window for it has passed
+    deadline = time.monotonic() + FAIL_TIMEOUT + 10
+    while (code := status_json(sim_lab, path)[0]) != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert code == 0, "the lab did not become healthy again"
+
+
+def test_frozen_app_and_stopped_vm_cost_no_failed_requests(sim_lab: SimLab) -> None:
+    path = write_lab(sim_lab)
+    up(sim_lab, path)
+
+    pm2(sim_lab, "app1", "sendSignal", "SIGSTOP", "hello")  # accepts connections, never answers
+    try:
+        tally = sim_lab.hammer("hello-lb", "hello.lab", requests=150, deadline=120, timeout=10)
+    finally:
+        pm2(sim_lab, "app1", "sendSignal", "SIGCONT", "hello")
+    assert tally.total == 150 and tally.ok == 150, tally.by_status
+    assert backend_of(sim_lab, "app1") not in tally.by_backend
+
+    stop = sim_lab.multipass_cmd("stop", "hello-app3")
+    assert stop.returncode == 0, stop.stderr
+    tally = sim_lab.hammer("hello-lb", "hello.lab", requests=150, deadline=120, timeout=10)
+    assert tally.total == 150 and tally.ok == 150, tally.by_status
+    code, report = status_json(sim_lab, path)
+    assert code == 1 and "app3: VM is Stopped" in report["problems"]
+
+    # `up` starts the stopped VM; pm2's startup unit brings the app back as after a reboot
+    up(sim_lab, path)
+    assert status_json(sim_lab, path)[0] == 0
+
+
+def test_drill_passes_on_a_healthy_lab_and_names_the_step_on_a_single_upstream(
+    sim_lab: SimLab,
+) -> None:
+    path = write_lab(sim_lab)
+    up(sim_lab, path)
+    result = sim_lab.labctl("drill", "-f", str(path), "--requests", "60", "--json")
+    drill = json.loads(result.stdout)
+    assert result.returncode == 0 and drill["passed"], [
+        s for s in drill["steps"] if not s["passed"]
+    ]
+    assert [s["name"] for s in drill["steps"]][-2:] == ["all backends down", "all back"]
+    assert status_json(sim_lab, path)[0] == 0  # the drill restored everything
+
+    lab = parse_lab(HELLO)
+    single = render_nginx_site(lab, [Backend("app1", backend_of(sim_lab, "app1"))])
+    pushed = sim_lab.multipass_cmd("exec", "hello-lb", "--", *LB_APPLY_COMMAND, stdin=single)
+    assert pushed.returncode == 0 and "applied" in pushed.stdout
+    result = sim_lab.labctl("drill", "-f", str(path), "--requests", "20")
+    assert result.returncode == 1
+    assert "drill failed at: precheck" in result.stdout
+    assert "did not answer through the load balancer" in result.stdout
+
+
+@pytest.fixture
+def git_app(sim_lab: SimLab, tmp_path: Path):
+    """A local git repository served by `git daemon` to the simulated VMs (no internet needed)."""
+    repo = tmp_path / "repos" / "frontend.git"
+    work = tmp_path / "frontend"
+    work.mkdir()
+    (work / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "frontend",
+                "version": "1.0.0",
+                "private": True,
+                "scripts": {"build": "node build.js"},
+            }
+        )
+    )
+    (work / "build.js").write_text(
+        "const fs = require('fs');\n"
+        "fs.mkdirSync('build', {recursive: true});\n"
+        "fs.writeFileSync('build/index.html', '<h1>dumbflix-like frontend ' + process.env.BUILD_TAG + '</h1>');\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "app"]):
+        subprocess.run([*git, *argv], cwd=work, check=True, timeout=30)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True, timeout=30)
+    port = 19418 + int(sim_lab.prefix[1:], 16) % 1000
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--base-path={repo.parent}",
+            f"--port={port}",
+            str(repo.parent),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def test_seed_lab_shape_from_a_local_git_repository(sim_lab: SimLab, git_app: int) -> None:
+    subnet = sim_lab.fake.settings()["sim_subnet"]
+    host = subnet.rsplit(".", 1)[0] + ".1"  # the bridge address: the Multipass host, seen from VMs
+    path = write_lab(
+        sim_lab,
+        f"""\
+name: alvin
+domain: alvin.xyz
+aliases: [www.alvin.xyz]
+app:
+  name: dumbflix
+  source: {{git: "git://{host}:{git_app}/frontend.git", ref: main}}
+  install: npm install --no-audit --no-fund --no-update-notifier
+  build: npm run build
+  start: {{serve: build, spa: true}}
+  port: 3000
+  env: {{BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}}
+vms:
+  - {{name: app1, roles: [app]}}
+  - {{name: gateway, roles: [lb, app]}}
+waits: {{launch: 300s, cloud_init: 300s, serve: 90s}}
+""",
+    )
+    result = sim_lab.labctl("up", "-f", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    gateway = sim_lab.ip("alvin-gateway")
+    answers = [http_get(gateway, 80, "alvin.xyz", path="/movies/1", timeout=5) for _ in range(6)]
+    assert all(a.status == 200 for a in answers)
+    assert {a.backend for a in answers} == {f"{sim_lab.ip('alvin-app1')}:3000", f"{gateway}:3000"}
+    code, report = status_json(sim_lab, path)
+    assert code == 0, report["problems"]
+    www = http_get(gateway, 80, "www.alvin.xyz", timeout=5)
+    assert www.status == 200
+    body = subprocess.run(
+        ["curl", "-s", "-H", "Host: alvin.xyz", f"http://{gateway}/"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout
+    assert "dumbflix-like frontend seed" in body  # built with the app's env, served by pm2 serve
