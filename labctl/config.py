@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -19,7 +20,11 @@ from labctl.errors import ConfigError
 from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
 from labctl.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 
-MAX_FILE_BYTES: Final = 1_000_000
+# The biggest real lab.yaml is a few KiB. PyYAML parses ~200 KB/s of dense YAML, so this cap also
+# bounds how long a hostile file can keep `validate` busy (about a second).
+MAX_FILE_BYTES: Final = 256 * 1024
+MAX_MESSAGE: Final = 300  # characters of one problem's message (values are quoted in them)
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,12 @@ def load_lab(path: Path) -> LabFile:
     except OSError as exc:
         raise ConfigError([f"{shown}: cannot read: {exc.strerror}"]) from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError([f"{shown}: file is {len(raw)} bytes; a lab.yaml over 1 MB is not a lab"])
+        raise ConfigError(
+            [
+                f"{shown}: file is {len(raw)} bytes; a lab.yaml over "
+                f"{MAX_FILE_BYTES // 1024} KiB is not a lab (real ones are a few KiB)"
+            ]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -73,7 +83,8 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
         loaded = load_yaml_with_positions(text)
     except YamlSyntaxError as exc:
         where = f"{shown}:{exc.position.line}:{exc.position.column}" if exc.position else shown
-        raise ConfigError([f"{where}: {exc.message}"]) from None
+        field = f"{dotted(exc.path)}: " if exc.path else ""
+        raise ConfigError([f"{where}: {field}{exc.message}"]) from None
     if loaded.data is None:
         raise ConfigError([f"{shown}: file is empty; see examples/ for a lab.yaml to start from"])
     if not isinstance(loaded.data, dict):
@@ -253,14 +264,22 @@ def _suggest(key: str, allowed: list[str]) -> str:
 def _line(shown: str, loaded: LoadedYaml, path: Path_, message: str) -> str:
     pos = loaded.position_of(path)
     where = f"{shown}:{pos.line}:{pos.column}" if pos else shown
+    if len(message) > MAX_MESSAGE:  # a huge value must not come back as a huge error line
+        message = f"{message[: MAX_MESSAGE - 30]}… ({len(message)} characters)"
     return f"{where}: {dotted(path) or '(top level)'}: {message}"
 
 
 def dotted(path: Path_) -> str:
-    """`('vms', 1, 'name')` -> `vms[1].name`."""
+    """`('vms', 1, 'name')` -> `vms[1].name`; odd keys quoted: `app.env["A B\\n"]`."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            shown = part if len(part) <= 40 else part[:40] + "…"
+            text += f"[{json.dumps(shown)}]"  # one line, whatever the key holds
+        else:
+            text += f".{part}" if text else part
     return text
 
 
