@@ -92,3 +92,7 @@ class ProbeTimeoutError(LabctlError):
 
 class HostsFileError(LabctlError):
     """The hosts file could not be read or written."""
+
+
+class LabBusyError(LabctlError):
+    """Another labctl process holds this lab's lock (it is changing the lab right now)."""

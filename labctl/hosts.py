@@ -119,15 +119,32 @@ def _hosts_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def update_hosts(path: Path, lab: str, block: str | None) -> bool:
-    """Set (or remove, when `block` is None) this lab's block. Returns True if the file changed."""
+def update_hosts(path: Path, lab: str, block: str | None, *, backup: Path | None = None) -> bool:
+    """Set (or remove, when `block` is None) this lab's block. Returns True if the file changed.
+
+    With `backup`, the file's previous text is saved there first (the last version before
+    labctl changed it), so a damaged hosts file can always be put back by hand.
+    """
     with _hosts_lock(path):
         old = read_hosts(path)
         new = apply_block(old, lab, block)
         if new == old:
             return False
+        if backup is not None:
+            _save_backup(backup, old)
         write_hosts(path, new)
         return True
+
+
+def _save_backup(backup: Path, text: str) -> None:
+    try:
+        backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _atomic_write(backup, text)
+    except OSError as exc:
+        raise HostsFileError(
+            f"cannot save the hosts backup {backup}: {exc.strerror or exc}; the hosts file was "
+            "left as it was"
+        ) from None
 
 
 def write_hosts(path: Path, text: str) -> None:
