@@ -1,6 +1,7 @@
 """Replace a root-owned file through `sudo`: the one process labctl starts besides multipass.
 
-Used only for the hosts file when labctl itself is not allowed to write it. Two argv calls, no
+Used only for the hosts file when labctl itself is not allowed to write it (and by `doctor` to
+ask whether that would work: `sudo -n true`). Two argv calls, no
 shell: copy the new text next to the target, then rename it over the target (atomic on one
 filesystem).
 """
@@ -32,6 +33,17 @@ def replace_file(path: Path, text: str) -> None:
         _run([*sudo, "mv", "-f", "--", str(staged), str(path)])
     finally:
         Path(tmp.name).unlink(missing_ok=True)
+
+
+def can_sudo() -> bool:
+    """Whether `sudo -n true` works: labctl could write the hosts file without a prompt."""
+    try:
+        done = subprocess.run(
+            ["sudo", "-n", "true"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def _run(argv: list[str]) -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from labctl import privileged
 from labctl.config import LabFile
 from labctl.errors import DaemonUnreachableError, MultipassError
+from labctl.hostinfo import HostResources, host_resources
 from labctl.hosts import hosts_path
 from labctl.model import Lab, Vm
 from labctl.multipass import MIN_VERSION, Instance, Multipass
 from labctl.probes import Resolver, resolve
 from labctl.render import INSTANCE_MARKER_PATH
-from labctl.state import LabState, state_dir
+from labctl.state import LabState, LockHolder, state_dir
 
 EventKind = Literal["start", "done", "fail", "info", "skip"]
 
@@ -41,6 +44,8 @@ class LabContext:
     sleep: Callable[[float], None] = time.sleep
     probe_interval: float = 2.0
     state: LabState | None = None
+    host: Callable[[], HostResources] = host_resources  # CPU/memory/disk, for capacity checks
+    can_sudo: Callable[[], bool] = privileged.can_sudo
 
     def __post_init__(self) -> None:
         if self.state is None:
@@ -60,6 +65,19 @@ class LabContext:
 
     def instance(self, vm: Vm) -> str:
         return self.lab.instance_name(vm)
+
+    def locked(self, command: str) -> AbstractContextManager[None]:
+        """The lab's lock for a command that changes the lab (LabBusyError if another holds it)."""
+
+        def stale(holder: LockHolder) -> None:
+            self.emit(
+                "lock",
+                "info",
+                f"took over the lock left by `labctl {holder.command}` (PID {holder.pid}), "
+                "which is no longer running",
+            )
+
+        return self.lab_state.lock(self.lab.name, command, on_stale=stale)
 
 
 def require_daemon(mp: Multipass) -> str:

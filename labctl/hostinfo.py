@@ -1,0 +1,65 @@
+"""What the host can give the lab's VMs: CPUs, available memory, free disk. Stdlib only.
+
+Read-only and side-effect free; `doctor` and `up`'s capacity preflight compare it with what
+lab.yaml asks for. Linux reads /proc/meminfo (MemAvailable); elsewhere memory is unknown (None).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+# Where multipassd keeps instance images, per platform (the disk that VM disks grow on).
+STORAGE_DIRS: Final = (
+    "/var/snap/multipass/common/data/multipassd",  # Linux (snap)
+    "/var/root/Library/Application Support/multipassd",  # macOS
+    r"C:\ProgramData\Multipass",  # Windows
+)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    cpus: int
+    memory_available: int | None  # bytes; None when unknown
+    disk_free: int | None  # bytes free where VM disks live; None when unknown
+    disk_path: str
+
+
+def storage_dir(candidates: tuple[str, ...] = STORAGE_DIRS) -> Path:
+    """The first Multipass storage dir that exists (root may be needed to see it), else home."""
+    for candidate in candidates:
+        try:
+            if Path(candidate).is_dir():
+                return Path(candidate)
+        except OSError:
+            continue
+    return Path.home()
+
+
+def mem_available(meminfo: str) -> int | None:
+    """MemAvailable from /proc/meminfo text, in bytes."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * 1024
+    return None
+
+
+def host_resources() -> HostResources:
+    memory = None
+    if sys.platform.startswith("linux"):
+        try:
+            memory = mem_available(Path("/proc/meminfo").read_text(encoding="ascii"))
+        except OSError:
+            memory = None
+    where = storage_dir()
+    try:
+        free: int | None = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    return HostResources(os.cpu_count() or 1, memory, free, str(where))
