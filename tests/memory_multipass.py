@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labctl.errors import LaunchTimeoutError, MultipassError
-from labctl.multipass import ExecResult, Instance, VersionInfo
+from labctl.multipass import (
+    ExecResult,
+    Instance,
+    InstanceNotFoundError,
+    Snapshot,
+    SnapshotsUnsupportedError,
+    VersionInfo,
+)
 from labctl.render import INSTANCE_MARKER_PATH, LB_APPLY_COMMAND, VM_STATUS_COMMAND
 
 
@@ -28,6 +35,8 @@ class MemoryVm:
     marker: dict[str, Any] | None = None
     cloud_init_rc: int = 0
     site: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # free-form guest state tests may set
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> saved state
 
 
 class MemoryMultipass:
@@ -47,6 +56,13 @@ class MemoryMultipass:
         self._lock = threading.Lock()
         self.active_launches = 0
         self.max_active_launches = 0
+        # snapshots (multipass.md §2.8) and the rest of the adapter
+        self.driver = "qemu"
+        self.snapshots_unsupported = False
+        self.fail_snapshot: dict[str, MultipassError] = {}  # instance -> error on snapshot/restore
+        self.launch_hook: Callable[[str], None] | None = None  # runs after a launch created the VM
+        self.interactive_calls: list[list[str]] = []
+        self.interactive_rc = 0
 
     def _record(self, *call: str) -> None:
         with self._lock:
@@ -98,6 +114,10 @@ class MemoryMultipass:
                 cloud_init_rc=self.cloud_init_rc.get(name, 0),
             )
             self.vms[name] = vm
+            if self.launch_hook is not None:
+                vm.state = "Starting"
+                self.launch_hook(name)  # e.g. raise KeyboardInterrupt mid-launch
+                vm.state = "Running"
             if failure is not None:
                 if isinstance(failure, LaunchTimeoutError):
                     vm.state = "Unknown"
@@ -181,7 +201,10 @@ class MemoryMultipass:
     def start(self, names: Sequence[str], *, timeout: float) -> None:
         self._record("start", *names)
         for name in names:
-            self.vms[name].state = "Running"
+            vm = self.vms[name]
+            vm.state = "Running"
+            if name in self.ips:  # a restart may bring a new DHCP lease (multipass.md §7.2)
+                vm.ipv4 = [self.ips[name]]
 
     def stop(self, names: Sequence[str], *, force: bool = False, timeout: float) -> None:
         self._record("stop", *names)
@@ -197,3 +220,69 @@ class MemoryMultipass:
         self._record("delete", *names)
         for name in names:
             self.vms.pop(name, None)
+
+    # --- settings, snapshots, interactive -------------------------------------------------------
+
+    def get(self, key: str) -> str:
+        self._record("get", key)
+        if key == "local.driver":
+            return self.driver
+        raise MultipassError(f"Unrecognized settings key: '{key}'")
+
+    def _stopped(self, verb: str, name: str) -> MemoryVm:
+        vm = self.vms.get(name)
+        if vm is None:
+            raise InstanceNotFoundError(f'{verb} failed: instance "{name}" does not exist')
+        if self.snapshots_unsupported:
+            raise SnapshotsUnsupportedError(
+                f"`multipass {verb}`: this Multipass driver cannot take snapshots "
+                "(The snapshots feature is not implemented on this backend.)"
+            )
+        if name in self.fail_snapshot:
+            raise self.fail_snapshot[name]
+        if vm.state != "Stopped":
+            what = "take snapshots" if verb == "snapshot" else "restore snapshots"
+            raise MultipassError(f"{verb} failed: Multipass can only {what} of stopped instances.")
+        return vm
+
+    def snapshot(self, name: str, snapshot: str, *, comment: str = "") -> None:
+        self._record("snapshot", name, snapshot)
+        vm = self._stopped("snapshot", name)
+        if snapshot in vm.snapshots:
+            raise MultipassError(f"snapshot failed: Snapshot already exists: {name}.{snapshot}")
+        vm.snapshots[snapshot] = {
+            "comment": comment,
+            "site": vm.site,
+            "marker": vm.marker,
+            "files": dict(vm.files),
+        }
+
+    def restore(self, name: str, snapshot: str) -> None:
+        self._record("restore", name, snapshot)
+        vm = self._stopped("restore", name)
+        saved = vm.snapshots.get(snapshot)
+        if saved is None:
+            raise MultipassError(f"restore failed: No such snapshot: {name}.{snapshot}")
+        vm.site, vm.marker, vm.files = saved["site"], saved["marker"], dict(saved["files"])
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        self._record("delete-snapshot", name, snapshot)
+        vm = self.vms.get(name)
+        if vm is None or snapshot not in vm.snapshots:
+            raise MultipassError(f"delete failed: No such snapshot: {name}.{snapshot}")
+        del vm.snapshots[snapshot]
+
+    def list_snapshots(self) -> list[Snapshot]:
+        self._record("list-snapshots")
+        if self.snapshots_unsupported:
+            return []
+        return [
+            Snapshot(vm.name, snap, "", data["comment"])
+            for vm in self.vms.values()
+            for snap, data in vm.snapshots.items()
+        ]
+
+    def interactive(self, args: Sequence[str]) -> int:
+        self._record("interactive", *args)
+        self.interactive_calls.append(list(args))
+        return self.interactive_rc

@@ -148,7 +148,9 @@ def test_rerun_after_a_launch_timeout_names_the_unknown_instance(make_world) -> 
     world.mp.fail_launch.clear()
     result = up(world.ctx)
     [failure] = result.failures
-    assert "state Unknown" in failure.message and "labctl down" in (failure.hint or "")
+    assert "state Unknown" in failure.message and "labctl reset app3 --rebuild" in (
+        failure.hint or ""
+    )
 
 
 def test_daemon_down_stops_before_anything(make_world) -> None:

@@ -12,6 +12,7 @@ import io
 import tarfile
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,26 +20,16 @@ from typing import Final
 
 from labctl.assets import Assets, read_assets
 from labctl.config import LabFile
-from labctl.errors import (
-    ConfigError,
-    ForeignInstanceError,
-    LabctlError,
-    MultipassError,
-    ProbeTimeoutError,
-)
-from labctl.hosts import entry_line, render_block, update_hosts
+from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
 from labctl.model import Vm
 from labctl.multipass import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
-from labctl.ops.failures import StageFailure, cloud_init_failure, log_tail
-from labctl.probes import DomainCheck, check_domain, wait_until
-from labctl.render import (
-    LB_APPLY_COMMAND,
-    NGINX_LOG_COMMAND,
-    Backend,
-    render_nginx_site,
-    render_user_data,
-)
+from labctl.ops.doctor import preflight
+from labctl.ops.failures import StageFailure, cloud_init_failure
+from labctl.ops.snapshot import take_baseline
+from labctl.ops.wire import HostsOutcome, wire_and_wait
+from labctl.probes import DomainCheck
+from labctl.render import render_user_data
 
 MAX_ARCHIVE_BYTES: Final = 8 * 1024 * 1024
 _SKIP_DIRS: Final = {"node_modules", ".git", ".labctl", "__pycache__"}
@@ -54,14 +45,6 @@ class VmOutcome:
 
 
 @dataclass(frozen=True)
-class HostsOutcome:
-    managed: bool
-    changed: bool
-    line: str
-    path: str
-
-
-@dataclass(frozen=True)
 class UpResult:
     lab: str
     domain: str
@@ -73,13 +56,67 @@ class UpResult:
     check: DomainCheck | None = None
     backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
     seconds: float = 0.0
+    baseline: str = ""  # taken | exists | off | partial | skipped: why
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
 
-def up(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = None) -> UpResult:
+class UpInterruptedError(LabctlError):
+    """Ctrl-C during up: nothing more is launched; the message says what exists."""
+
+    exit_code = 130
+
+
+def up(
+    ctx: LabContext,
+    *,
+    max_parallel: int = 4,
+    manage_hosts: bool | None = None,
+    force: bool = False,
+) -> UpResult:
+    with ctx.locked("up"):
+        try:
+            return _up(ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force)
+        except KeyboardInterrupt:
+            raise _interrupted(ctx) from None
+
+
+def _interrupted(ctx: LabContext) -> UpInterruptedError:
+    try:
+        by_name = {inst.name: inst for inst in ctx.multipass.list()}
+    except (LabctlError, KeyboardInterrupt):
+        return UpInterruptedError(
+            "interrupted; could not list what exists (multipass did not answer)",
+            hint="Run `labctl status` to see the lab, `labctl up` to finish it.",
+        )
+    exists = [
+        f"{ctx.instance(vm)} ({by_name[ctx.instance(vm)].state})"
+        for vm in ctx.lab.vms
+        if ctx.instance(vm) in by_name
+    ]
+    absent = [ctx.instance(vm) for vm in ctx.lab.vms if ctx.instance(vm) not in by_name]
+    unknown = [
+        ctx.instance(vm)
+        for vm in ctx.lab.vms
+        if by_name.get(ctx.instance(vm)) and by_name[ctx.instance(vm)].state == "Unknown"
+    ]
+    return UpInterruptedError(
+        "interrupted; nothing more was launched. Exists: "
+        + (", ".join(exists) or "nothing")
+        + (f"; not launched: {', '.join(absent)}" if absent else ""),
+        hint="Run `labctl up` again to finish (it keeps what exists and launches the rest), or "
+        "`labctl down` to remove it all."
+        + (
+            f" An instance in state Unknown is rebuilt with `labctl reset VM --rebuild` ({', '.join(unknown)})."
+            if unknown
+            else ""
+        ),
+    )
+
+
+def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force: bool) -> UpResult:
     started = time.monotonic()
     lab = ctx.lab
     mp = ctx.multipass
@@ -93,19 +130,62 @@ def up(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = No
             hint="labctl never touches instances it did not create. Rename the lab (name: in "
             "lab.yaml) or remove those instances yourself (multipass delete --purge NAME).",
         )
+    running = {name for name, inst in ownership.ours.items() if inst.state == "Running"}
+    preflight(
+        ctx,
+        [vm for vm in lab.vms if vm.name not in running],
+        [vm for vm in lab.vms if vm.name in ownership.missing],
+        force=force,
+    )
     ctx.emit(
         "preflight",
         "done",
         f"multipass {version}; {len(ownership.ours)} of {len(lab.vms)} VMs exist",
     )
+    outcomes, failures = bring_up_vms(ctx, lab.vms, ownership.ours, max_parallel=max_parallel)
+    result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
+    if failures:
+        return result
+    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts)
+    vms = [replace(o, ip=wiring.ips.get(o.vm)) for o in result.vms]
+    result = replace(
+        result,
+        vms=vms,
+        failures=wiring.failures,
+        lb_ip=wiring.lb_ip,
+        lb_config=wiring.lb_config,
+        hosts=wiring.hosts,
+        check=wiring.check,
+        backend_names=wiring.backend_names,
+    )
+    if result.ok:
+        baseline, outcome = take_baseline(ctx, manage_hosts=manage_hosts)
+        result = replace(result, baseline=baseline)
+        if outcome is not None and outcome.wiring is not None and not outcome.wiring.ok:
+            result = replace(result, failures=outcome.wiring.failures, check=outcome.wiring.check)
+    return replace(result, seconds=time.monotonic() - started)
 
+
+def bring_up_vms(
+    ctx: LabContext,
+    vms: list[Vm],
+    existing: Mapping[str, Instance],
+    *,
+    max_parallel: int = 4,
+) -> tuple[list[VmOutcome], list[StageFailure]]:
+    """Launch (or start) each VM and wait for its cloud-init, one thread per VM.
+
+    On Ctrl-C nothing more is launched: the VMs still waiting for a launch slot give up, and the
+    KeyboardInterrupt goes on to the caller.
+    """
     assets = read_assets()
     archive = app_archive(ctx.lab_file)
     launch_slots = threading.BoundedSemaphore(max(1, max_parallel))
+    cancel = threading.Event()
 
-    def pipeline(vm: Vm) -> VmOutcome | StageFailure:
+    def pipeline(vm: Vm) -> VmOutcome | StageFailure | None:
         try:
-            return _bring_up(ctx, vm, ownership.ours.get(vm.name), assets, archive, launch_slots)
+            return _bring_up(ctx, vm, existing.get(vm.name), assets, archive, launch_slots, cancel)
         except LabctlError as exc:
             ctx.emit(getattr(exc, "stage", "launch"), "fail", exc.message, vm=vm.name)
             return StageFailure(
@@ -116,16 +196,16 @@ def up(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = No
                 hint=exc.hint,
             )
 
-    with ThreadPoolExecutor(max_workers=len(lab.vms), thread_name_prefix="vm") as pool:
-        results = list(pool.map(pipeline, lab.vms))
+    with ThreadPoolExecutor(max_workers=max(1, len(vms)), thread_name_prefix="vm") as pool:
+        futures = [pool.submit(pipeline, vm) for vm in vms]
+        try:
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:
+            cancel.set()  # the pool's exit waits for launches already running, then we re-raise
+            raise
     outcomes = [r for r in results if isinstance(r, VmOutcome)]
     failures = [r for r in results if isinstance(r, StageFailure)]
-    result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
-    if failures:
-        return result
-    return _wire_and_wait(
-        ctx, result, manage_hosts if manage_hosts is not None else lab.manage_hosts, started
-    )
+    return outcomes, failures
 
 
 def _bring_up(
@@ -135,12 +215,15 @@ def _bring_up(
     assets: Assets,
     archive: bytes | None,
     launch_slots: threading.BoundedSemaphore,
-) -> VmOutcome:
+    cancel: threading.Event,
+) -> VmOutcome | None:
     lab, mp, name = ctx.lab, ctx.multipass, ctx.instance(vm)
     if existing is None:
         action = "launched"
         user_data = render_user_data(lab, vm, assets, app_archive=archive)
         with launch_slots:
+            if cancel.is_set():
+                return None
             ctx.emit("launch", "start", f"launching {name}", vm=vm.name)
             ctx.lab_state.record(name, vm.name)  # before launching: an interrupted up still owns it
             try:
@@ -172,11 +255,14 @@ def _bring_up(
             "launch",
             LabctlError(
                 f"{name} is in state Unknown (an earlier launch or start timed out)",
-                hint=f"Run `labctl down` (or multipass delete --purge {name}) and `labctl up` again.",
+                hint=f"Rebuild it: `labctl reset {vm.name} --rebuild` (or multipass delete "
+                f"--purge {name} and `labctl up` again).",
             ),
         )
     else:
-        action = "existing"
+        action = "existing"  # Running, or Starting (a launch an earlier up left): cloud-init waits
+    if cancel.is_set():
+        return None
     ctx.emit("cloud-init", "start", "waiting for cloud-init", vm=vm.name)
     ci = _wait_cloud_init(ctx, vm)
     ctx.emit("cloud-init", "done", ci, vm=vm.name)
@@ -207,122 +293,6 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
     raise _StageError(
         "cloud-init", LabctlError(failure.message, hint=failure.hint), failure.log_tail
     )
-
-
-def _wire_and_wait(
-    ctx: LabContext, result: UpResult, manage_hosts: bool, started: float
-) -> UpResult:
-    lab, mp = ctx.lab, ctx.multipass
-    instances = {inst.name: inst for inst in mp.list()}
-    failures: list[StageFailure] = []
-    ips: dict[str, str] = {}
-    for vm in lab.vms:
-        inst = instances.get(ctx.instance(vm))
-        ip = inst.ip if inst else None
-        if ip is None:
-            shown = ", ".join(inst.ipv4) if inst and inst.ipv4 else "none"
-            failures.append(
-                StageFailure(
-                    "ip",
-                    f"{ctx.instance(vm)} has no IPv4 address (multipass list: {shown})",
-                    vm=vm.name,
-                    hint="Check the VM's network (multipass info NAME); "
-                    "restart it with labctl up after fixing it.",
-                )
-            )
-        else:
-            ips[vm.name] = ip
-    vms = [VmOutcome(o.vm, o.instance, o.action, ips.get(o.vm), o.cloud_init) for o in result.vms]
-    result = replace(result, vms=vms)
-    if failures:
-        return replace(result, failures=failures, seconds=time.monotonic() - started)
-
-    backends = [Backend(vm.name, f"{ips[vm.name]}:{lab.app.port}") for vm in lab.app_vms]
-    names = {b.address: b.vm for b in backends}
-    lb = lab.lb_vm
-    lb_ip = ips[lb.name]
-    ctx.emit("lb", "start", f"pointing nginx at {len(backends)} backend(s)", vm=lb.name)
-    applied = mp.exec(
-        ctx.instance(lb), LB_APPLY_COMMAND, stdin=render_nginx_site(lab, backends), timeout=120
-    )
-    if applied.returncode != 0:
-        message = (applied.stderr.strip() or applied.stdout.strip() or "no output").splitlines()[-1]
-        return replace(
-            result,
-            lb_ip=lb_ip,
-            backend_names=names,
-            seconds=time.monotonic() - started,
-            failures=[
-                StageFailure(
-                    "lb",
-                    f"nginx rejected the generated site; the previous one stays active: {message}",
-                    vm=lb.name,
-                    log_tail=applied.stderr[-4000:],
-                )
-            ],
-        )
-    lb_config = "unchanged" if "unchanged" in applied.stdout else "applied"
-    ctx.emit("lb", "done", f"nginx config {lb_config}", vm=lb.name)
-
-    line = entry_line(lb_ip, lab.server_names)
-    if manage_hosts:
-        changed = update_hosts(
-            ctx.hosts_file, lab.name, render_block(lab.name, lb_ip, lab.server_names)
-        )
-        ctx.emit(
-            "hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}"
-        )
-    else:
-        changed = False
-        ctx.emit("hosts", "skip", f"not managed; add this line to {ctx.hosts_file}: {line}")
-    hosts = HostsOutcome(manage_hosts, changed, line, str(ctx.hosts_file))
-    result = replace(result, lb_ip=lb_ip, lb_config=lb_config, hosts=hosts, backend_names=names)
-
-    expected = frozenset(names)
-    ctx.emit(
-        "serve",
-        "start",
-        f"waiting for http://{lab.domain}/ to answer through {len(expected)} backend(s)",
-    )
-
-    def attempt() -> DomainCheck:
-        return check_domain(
-            lab.domain,
-            port=lab.lb.port,
-            expected_ip=lb_ip,
-            expected_backends=expected,
-            requests=3 * len(expected) + 2,
-            resolver=ctx.resolver,
-            use_resolution=manage_hosts,
-        )
-
-    try:
-        check = wait_until(
-            attempt,
-            lambda c: c.healthy(need_resolution=manage_hosts),
-            timeout=lab.waits.serve,
-            interval=ctx.probe_interval,
-            describe=lambda c: c.describe(),
-            what=f"http://{lab.domain}/",
-            sleep=ctx.sleep,
-        )
-    except ProbeTimeoutError as exc:
-        tail = log_tail(ctx, lb, NGINX_LOG_COMMAND)
-        return replace(
-            result,
-            seconds=time.monotonic() - started,
-            failures=[
-                StageFailure(
-                    "serve",
-                    exc.message,
-                    vm=lb.name,
-                    log_tail=tail,
-                    hint="See `labctl status` for which VM is unhealthy.",
-                )
-            ],
-        )
-    ctx.emit("serve", "done", f"http://{lab.domain}/ serves through all {len(expected)} backend(s)")
-    return replace(result, check=check, seconds=time.monotonic() - started)
 
 
 def app_archive(lab_file: LabFile) -> bytes | None:

@@ -1,0 +1,150 @@
+"""Point the LB at the app VMs' current IPs, write the hosts entry, wait until the domain serves.
+
+Shared by every use case that changes the VMs under the load balancer (`up`, `snapshot save|restore`,
+`reset`): after a stop/start or a relaunch the IPs may have changed (multipass.md §7.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from labctl.errors import ProbeTimeoutError
+from labctl.hosts import entry_line, render_block, update_hosts
+from labctl.ops.context import LabContext
+from labctl.ops.failures import StageFailure, log_tail
+from labctl.probes import DomainCheck, check_domain, wait_until
+from labctl.render import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend, render_nginx_site
+
+
+@dataclass(frozen=True)
+class HostsOutcome:
+    managed: bool
+    changed: bool
+    line: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What wiring found and did; `failures` empty means the domain serves through every backend."""
+
+    ips: dict[str, str] = field(default_factory=dict)  # vm -> IPv4
+    lb_ip: str | None = None
+    lb_config: str = ""  # applied | unchanged
+    hosts: HostsOutcome | None = None
+    check: DomainCheck | None = None
+    backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
+    failures: list[StageFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.check is not None
+
+
+def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wiring:
+    """Re-sync nginx (nginx -t first) and the hosts entry with `multipass list`, then wait."""
+    lab, mp = ctx.lab, ctx.multipass
+    manage = lab.manage_hosts if manage_hosts is None else manage_hosts
+    instances = {inst.name: inst for inst in mp.list()}
+    failures: list[StageFailure] = []
+    ips: dict[str, str] = {}
+    for vm in lab.vms:
+        inst = instances.get(ctx.instance(vm))
+        ip = inst.ip if inst else None
+        if ip is None:
+            shown = ", ".join(inst.ipv4) if inst and inst.ipv4 else "none"
+            failures.append(
+                StageFailure(
+                    "ip",
+                    f"{ctx.instance(vm)} has no IPv4 address (multipass list: {shown})",
+                    vm=vm.name,
+                    hint="Check the VM's network (multipass info NAME); "
+                    "restart it with labctl up after fixing it.",
+                )
+            )
+        else:
+            ips[vm.name] = ip
+    if failures:
+        return Wiring(ips=ips, failures=failures)
+
+    backends = [Backend(vm.name, f"{ips[vm.name]}:{lab.app.port}") for vm in lab.app_vms]
+    names = {b.address: b.vm for b in backends}
+    lb = lab.lb_vm
+    lb_ip = ips[lb.name]
+    ctx.emit("lb", "start", f"pointing nginx at {len(backends)} backend(s)", vm=lb.name)
+    applied = mp.exec(
+        ctx.instance(lb), LB_APPLY_COMMAND, stdin=render_nginx_site(lab, backends), timeout=120
+    )
+    if applied.returncode != 0:
+        message = (applied.stderr.strip() or applied.stdout.strip() or "no output").splitlines()[-1]
+        failure = StageFailure(
+            "lb",
+            f"nginx rejected the generated site; the previous one stays active: {message}",
+            vm=lb.name,
+            log_tail=applied.stderr[-4000:],
+        )
+        return Wiring(ips=ips, lb_ip=lb_ip, backend_names=names, failures=[failure])
+    lb_config = "unchanged" if "unchanged" in applied.stdout else "applied"
+    ctx.emit("lb", "done", f"nginx config {lb_config}", vm=lb.name)
+
+    line = entry_line(lb_ip, lab.server_names)
+    if manage:
+        changed = update_hosts(
+            ctx.hosts_file,
+            lab.name,
+            render_block(lab.name, lb_ip, lab.server_names),
+            backup=ctx.lab_state.hosts_backup,
+        )
+        ctx.emit(
+            "hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}"
+        )
+    else:
+        changed = False
+        ctx.emit("hosts", "skip", f"not managed; add this line to {ctx.hosts_file}: {line}")
+    wiring = Wiring(
+        ips=ips,
+        lb_ip=lb_ip,
+        lb_config=lb_config,
+        hosts=HostsOutcome(manage, changed, line, str(ctx.hosts_file)),
+        backend_names=names,
+    )
+
+    expected = frozenset(names)
+    ctx.emit(
+        "serve",
+        "start",
+        f"waiting for http://{lab.domain}/ to answer through {len(expected)} backend(s)",
+    )
+
+    def attempt() -> DomainCheck:
+        return check_domain(
+            lab.domain,
+            port=lab.lb.port,
+            expected_ip=lb_ip,
+            expected_backends=expected,
+            requests=3 * len(expected) + 2,
+            resolver=ctx.resolver,
+            use_resolution=manage,
+        )
+
+    try:
+        check = wait_until(
+            attempt,
+            lambda c: c.healthy(need_resolution=manage),
+            timeout=lab.waits.serve,
+            interval=ctx.probe_interval,
+            describe=lambda c: c.describe(),
+            what=f"http://{lab.domain}/",
+            sleep=ctx.sleep,
+        )
+    except ProbeTimeoutError as exc:
+        failure = StageFailure(
+            "serve",
+            exc.message,
+            vm=lb.name,
+            log_tail=log_tail(ctx, lb, NGINX_LOG_COMMAND),
+            hint="See `labctl status` for which VM is unhealthy.",
+        )
+        return replace(wiring, failures=[failure])
+    ctx.emit("serve", "done", f"http://{lab.domain}/ serves through all {len(expected)} backend(s)")
+    return replace(wiring, check=check)
