@@ -18,6 +18,11 @@ class DownResult:
 
 
 def down(ctx: LabContext, *, manage_hosts: bool | None = None) -> DownResult:
+    with ctx.locked("down"):
+        return _down(ctx, manage_hosts=manage_hosts)
+
+
+def _down(ctx: LabContext, *, manage_hosts: bool | None) -> DownResult:
     ownership = classify_instances(ctx, ctx.multipass.list())
     ours = [inst.name for inst in ownership.ours.values()]
     if ours:
@@ -26,9 +31,12 @@ def down(ctx: LabContext, *, manage_hosts: bool | None = None) -> DownResult:
         ctx.emit("delete", "done", f"deleted {len(ours)} instance(s)")
     gone = [ctx.lab.instance_name(vm) for vm in ctx.lab.vms if vm.name in ownership.missing]
     ctx.lab_state.forget(ours + gone)
+    ctx.lab_state.forget_all_snapshots()  # purged instances take their snapshots with them
     removed = False
     if manage_hosts if manage_hosts is not None else ctx.lab.manage_hosts:
-        removed = update_hosts(ctx.hosts_file, ctx.lab.name, None)
+        removed = update_hosts(
+            ctx.hosts_file, ctx.lab.name, None, backup=ctx.lab_state.hosts_backup
+        )
         if removed:
             ctx.emit("hosts", "done", f"removed {ctx.lab.domain} from {ctx.hosts_file}")
     foreign = sorted(inst.name for inst in ownership.foreign.values())

@@ -102,6 +102,18 @@ def drill(
     requests: int = 200,
     on_step: Callable[[DrillStep], None] | None = None,
 ) -> DrillResult:
+    with ctx.locked("drill"):
+        return _drill(ctx, mode=mode, vms=vms, requests=requests, on_step=on_step)
+
+
+def _drill(
+    ctx: LabContext,
+    *,
+    mode: Mode,
+    vms: list[str] | None,
+    requests: int,
+    on_step: Callable[[DrillStep], None] | None,
+) -> DrillResult:
     lab = ctx.lab
     chosen = _choose(ctx, vms)
     steps: list[DrillStep] = []
