@@ -30,7 +30,7 @@ from labctl.ops.plan import plan as plan_lab
 from labctl.ops.status import status as lab_status
 from labctl.ops.up import app_archive
 from labctl.ops.up import up as up_lab
-from labctl.render import render_user_data
+from labctl.render import mask_secrets, render_user_data
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -161,18 +161,29 @@ def schema() -> None:
 def render(
     vm: Annotated[str, typer.Argument(help="The lab VM name, e.g. app1.")],
     file: LabFileOption = Path("lab.yaml"),
+    show_secrets: Annotated[
+        bool,
+        typer.Option("--show-secrets", help="Print app.secret_env values instead of a mask."),
+    ] = False,
 ) -> None:
-    """Print the cloud-init user-data labctl would launch VM with.
+    """Print the cloud-init user-data labctl would launch VM with (app.secret_env values masked).
 
     Example: labctl render gateway
     """
     lab_file = load_lab(file)
-    spec = lab_file.lab.vm(vm)
+    lab = lab_file.lab if show_secrets else mask_secrets(lab_file.lab)
+    spec = lab.vm(vm)
     if spec is None:
-        names = ", ".join(v.name for v in lab_file.lab.vms)
+        names = ", ".join(v.name for v in lab.vms)
         raise ConfigError([f"{file}: no VM named {vm!r} (VMs: {names})"])
-    text = render_user_data(lab_file.lab, spec, read_assets(), app_archive=app_archive(lab_file))
+    text = render_user_data(lab, spec, read_assets(), app_archive=app_archive(lab_file))
     stdout.out(text, end="", highlight=False)
+    if lab is not lab_file.lab and "app" in spec.roles:
+        stderr.print(
+            f"note: values of app.secret_env ({', '.join(lab.app.secret_env)}) are masked; "
+            "--show-secrets prints them",
+            markup=False,
+        )
 
 
 @app.command()

@@ -46,6 +46,7 @@ __all__ = [
     "Backend",
     "app_log_command",
     "cloud_init_log_command",
+    "mask_secrets",
     "nginx_enabled_path",
     "nginx_log_command",
     "nginx_site_path",
@@ -74,6 +75,7 @@ LB_APPLY_COMMAND: Final[list[str]] = ["sudo", LB_APPLY_PATH]
 # Prints one JSON object (schema in cloud-init/vm_status.py), always exit 0.
 VM_STATUS_COMMAND: Final[list[str]] = ["sudo", VM_STATUS_PATH]
 NODESOURCE_URL: Final = "https://deb.nodesource.com/node_{version}.x"
+SECRET_MASK: Final = "<secret: masked by labctl render>"  # noqa: S105  (a placeholder, not a password)
 
 
 def app_log_command(lines: int = 100) -> list[str]:
@@ -89,6 +91,18 @@ def nginx_log_command(lines: int = 100) -> list[str]:
 def cloud_init_log_command(lines: int = 100) -> list[str]:
     """argv printing the last `lines` lines of cloud-init's output log (runcmd's output)."""
     return ["sudo", "tail", "-n", _count(lines), CLOUD_INIT_OUTPUT_LOG]
+
+
+def mask_secrets(lab: Lab) -> Lab:
+    """The same lab with every `app.secret_env` value replaced by SECRET_MASK, for display.
+
+    `labctl render` prints user-data, which carries the env file; the launch itself never masks.
+    """
+    secret = set(lab.app.secret_env)
+    if not secret:
+        return lab
+    env = {name: SECRET_MASK if name in secret else value for name, value in lab.app.env.items()}
+    return lab.model_copy(update={"app": lab.app.model_copy(update={"env": env})})
 
 
 APP_LOG_COMMAND: Final[Callable[[int], list[str]]] = app_log_command
