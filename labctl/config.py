@@ -88,8 +88,12 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     if loaded.data is None:
         raise ConfigError([f"{shown}: file is empty; see examples/ for a lab.yaml to start from"])
     if not isinstance(loaded.data, dict):
+        start = loaded.positions[()]
         raise ConfigError(
-            [f"{shown}:1:1: expected a mapping of settings (name:, domain:, vms:...)"]
+            [
+                f"{shown}:{start.line}:{start.column}: expected a mapping of settings "
+                "(name:, domain:, vms:...)"
+            ]
         )
 
     problems = [

@@ -22,6 +22,10 @@ Path_ = tuple[str | int, ...]
 MAX_DEPTH: Final = 32  # nesting levels; a lab.yaml needs 5
 MAX_VALUES: Final = 20_000  # values with every alias expanded; a big lab.yaml has a few hundred
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS: Final[dict[type, str]] = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,10 @@ def load_yaml_with_positions(text: str) -> LoadedYaml:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark and mark is not exc.context_mark:
+            # e.g. an unclosed bracket: the problem is at the end, the bracket is here
+            start = _pos(exc.context_mark)
+            problem += f" ({exc.context} at {start.line}:{start.column})"
         raise YamlSyntaxError(f"invalid YAML: {problem}", _pos(mark) if mark else None) from exc
     except yaml.YAMLError as exc:  # e.g. an unreadable stream
         raise YamlSyntaxError(f"invalid YAML: {exc}", None) from exc
@@ -188,6 +196,11 @@ class _Builder:
         self.merged: dict[int, int] = {}  # id(mapping node) -> merged pairs flatten_mapping added
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
+        plain = _PLAIN_TAGS.get(type(node))
+        if plain is not None and node.tag != plain:  # `!!python/object/apply:... [..]`, `!!set`
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unsupported tag {node.tag!r} (lab.yaml uses none)", node.start_mark
+            )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
