@@ -86,8 +86,8 @@ def _guard(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             stderr.print(
-                "interrupted. Instances that were launching keep going inside Multipass; "
-                "run `labctl status` to see what exists and `labctl up` to finish.",
+                "interrupted. Anything multipass was doing keeps going inside Multipass; "
+                "run `labctl status` to see the lab.",
                 markup=False,
             )
             raise typer.Exit(130) from None
@@ -213,14 +213,24 @@ def up(
         typer.Option("--max-parallel", min=1, max=64, help="At most this many launches at once."),
     ] = 4,
     no_hosts: NoHostsOption = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Launch even when the capacity or domain preflight check fails."
+        ),
+    ] = False,
 ) -> None:
     """Launch the lab (what is missing), wire the load balancer and hosts entry, and wait until
-    the domain serves through every backend.
+    the domain serves through every backend. After the first healthy up, takes the `baseline`
+    snapshot (lab.yaml snapshots.baseline).
 
     Example: labctl up -f examples/hello/lab.yaml
     """
     result = up_lab(
-        _context(file), max_parallel=max_parallel, manage_hosts=False if no_hosts else None
+        _context(file),
+        max_parallel=max_parallel,
+        manage_hosts=False if no_hosts else None,
+        force=force,
     )
     output.print_up(stdout, stderr, result)
     if not result.ok:
@@ -286,3 +296,7 @@ def drill(
         output.print_drill(stdout, result)
     if not result.passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+# snapshot, reset, logs, shell, exec, doctor live in cli_lifecycle (module size cap, style.md).
+from labctl import cli_lifecycle  # noqa: E402, F401  (registers its commands on `app`)

@@ -58,6 +58,8 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
                 err.print(f"  | {line}", markup=False)
         if failure.hint:
             err.print(f"  {failure.hint}", markup=False)
+    if result.baseline == "taken":
+        out.print("baseline snapshot taken: `labctl reset` restores it")
     if result.ok and result.check is not None:
         seen = sorted(result.backend_names.get(b, b) for b in result.check.backends_seen)
         out.print(

@@ -102,6 +102,13 @@ class LabState:
         with self._locked(self.snapshots_path) as data:
             data.setdefault("snapshots", {}).pop(name, None)
 
+    def forget_snapshot_vm(self, name: str, vm: str) -> None:
+        """One VM no longer has snapshot `name` (its instance was purged and relaunched)."""
+        with self._locked(self.snapshots_path) as data:
+            entry = data.setdefault("snapshots", {}).get(name)
+            if isinstance(entry, dict):
+                entry.get("vms", {}).pop(vm, None)
+
     def note(self, key: str) -> str | None:
         value = self._read(self.snapshots_path).get("notes", {}).get(key)
         return value if isinstance(value, str) else None

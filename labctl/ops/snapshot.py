@@ -134,6 +134,7 @@ def cycle(
     *,
     stage: str = "snapshot",
     manage_hosts: bool | None = None,
+    wire: bool = True,
 ) -> SnapshotOutcome:
     """Stop `vms`, run `each(instance)` on every one, start them again (always), re-wire, wait.
 
@@ -166,7 +167,7 @@ def cycle(
     finally:  # also on Ctrl-C: never leave the lab stopped
         ctx.emit(stage, "start", f"starting {', '.join(names)}")
         mp.start(names, timeout=lab.waits.launch)
-    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts)
+    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts) if wire else None
     return SnapshotOutcome(
         lab.name, name, action, done, failed, not_tried, wiring, time.monotonic() - started
     )

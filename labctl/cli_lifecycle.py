@@ -1,0 +1,189 @@
+"""More `labctl` commands: snapshot save|list|restore|delete, reset, logs, shell, exec, doctor.
+
+Same rules as cli.py (parse, one use-case call, print); registered on cli.py's `app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labctl import output_lifecycle
+from labctl.cli import (
+    JsonOption,
+    LabFileOption,
+    NoHostsOption,
+    _context,
+    _guard,
+    app,
+    stderr,
+    stdout,
+)
+from labctl.errors import EXIT_FAILED, ConfigError
+from labctl.ops import access, snapshot
+from labctl.ops.doctor import doctor as doctor_lab
+from labctl.ops.reset import reset as reset_lab
+
+snapshot_app = typer.Typer(
+    no_args_is_help=True,
+    help="Whole-lab snapshots: stop the VMs, snapshot/restore each, start them, wait until the "
+    "domain serves again (Multipass >= 1.13).",
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+SnapshotName = Annotated[str, typer.Argument(help="Snapshot name (letters, digits, hyphens).")]
+VmArgument = Annotated[str, typer.Argument(help="The lab VM name, e.g. app1.")]
+
+
+def _snapshot_done(result: snapshot.SnapshotOutcome, domain: str) -> None:
+    output_lifecycle.print_snapshot(stdout, stderr, result, domain)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@snapshot_app.command("save")
+@_guard
+def snapshot_save(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+    """Stop the lab, snapshot every VM as NAME, start it again and wait until it serves.
+
+    Example: labctl snapshot save before-lab3
+    """
+    ctx = _context(file)
+    _snapshot_done(snapshot.save(ctx, name), ctx.lab.domain)
+
+
+@snapshot_app.command("restore")
+@_guard
+def snapshot_restore(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+    """Stop the lab, restore every VM to NAME (discarding its current state), start it again and
+    wait until the domain serves.
+
+    Example: labctl snapshot restore baseline
+    """
+    ctx = _context(file)
+    _snapshot_done(snapshot.restore(ctx, name), ctx.lab.domain)
+
+
+@snapshot_app.command("delete")
+@_guard
+def snapshot_delete(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+    """Delete snapshot NAME from every VM (for good) and from the manifest."""
+    ctx = _context(file)
+    _snapshot_done(snapshot.delete(ctx, name), ctx.lab.domain)
+
+
+@snapshot_app.command("list")
+@_guard
+def snapshot_list(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
+    """List the lab's snapshots: when, which VMs have them, whether lab.yaml changed since."""
+    listing = snapshot.list_snapshots(_context(file))
+    if as_json:
+        stdout.out(output_lifecycle.snapshot_list_json(listing), highlight=False)
+    else:
+        output_lifecycle.print_snapshot_list(stdout, listing)
+
+
+@app.command()
+@_guard
+def reset(
+    vms: Annotated[
+        list[str] | None, typer.Argument(help="VMs to reset (default: all of them).")
+    ] = None,
+    file: LabFileOption = Path("lab.yaml"),
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Purge and launch again even where a baseline exists."),
+    ] = False,
+    max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, max=64)] = 4,
+    no_hosts: NoHostsOption = False,
+) -> None:
+    """Put VMs back to how `up` left them: restore the baseline snapshot, or (no baseline,
+    --rebuild, or state Unknown) purge and launch again; then wait until the domain serves
+    through every backend. The other VMs keep serving meanwhile.
+
+    Example: labctl reset app2
+    """
+    result = reset_lab(
+        _context(file),
+        vms or None,
+        rebuild=rebuild,
+        max_parallel=max_parallel,
+        manage_hosts=False if no_hosts else None,
+    )
+    output_lifecycle.print_reset(stdout, stderr, result)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@_guard
+def logs(
+    vm: VmArgument,
+    file: LabFileOption = Path("lab.yaml"),
+    cloud_init: Annotated[
+        bool, typer.Option("--cloud-init", help="cloud-init's output log.")
+    ] = False,
+    pm2: Annotated[bool, typer.Option("--pm2", help="The app's pm2 logs.")] = False,
+    nginx: Annotated[bool, typer.Option("--nginx", help="nginx's error log.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=1_000_000)] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep printing new lines (Ctrl-C ends).")
+    ] = False,
+) -> None:
+    """Print the last lines of a VM's log: by default its main one (nginx on the LB VM, pm2 on
+    an app VM).
+
+    Example: labctl logs app1 --cloud-init -n 50
+    """
+    chosen = [k for k, on in (("cloud-init", cloud_init), ("pm2", pm2), ("nginx", nginx)) if on]
+    if len(chosen) > 1:
+        raise ConfigError([f"logs: choose one of --cloud-init, --pm2, --nginx (got {len(chosen)})"])
+    kind: access.LogKind | None = chosen[0] if chosen else None  # type: ignore[assignment]  # one of the three literals
+    result = access.logs(_context(file), vm, kind=kind, lines=lines, follow=follow)
+    if result.text:
+        stdout.out(result.text, end="" if result.text.endswith("\n") else "\n", highlight=False)
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+
+
+@app.command()
+@_guard
+def shell(vm: VmArgument, file: LabFileOption = Path("lab.yaml")) -> None:
+    """Open a shell on a VM (multipass shell).
+
+    Example: labctl shell lb
+    """
+    code = access.shell(_context(file), vm)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(name="exec")
+@_guard
+def exec_command(
+    vm: VmArgument,
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    file: LabFileOption = Path("lab.yaml"),
+) -> None:
+    """Run a command in a VM; its exit code becomes labctl's.
+
+    Example: labctl exec app1 -- pm2 list
+    """
+    code = access.exec_in(_context(file), vm, command)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+@_guard
+def doctor(file: LabFileOption = Path("lab.yaml")) -> None:
+    """Check this machine can run the lab: Multipass and its daemon, driver, snapshots, CPU,
+    memory, disk, the hosts file, the domain. Exit 1 when a check fails.
+    """
+    report = doctor_lab(_context(file))
+    output_lifecycle.print_doctor(stdout, report)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
