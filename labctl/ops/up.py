@@ -186,6 +186,11 @@ def bring_up_vms(
     def pipeline(vm: Vm) -> VmOutcome | StageFailure | None:
         try:
             return _bring_up(ctx, vm, existing.get(vm.name), assets, archive, launch_slots, cancel)
+        except (
+            KeyboardInterrupt
+        ):  # (tests inject it in a launch; a real Ctrl-C hits the main thread)
+            cancel.set()
+            raise
         except LabctlError as exc:
             ctx.emit(getattr(exc, "stage", "launch"), "fail", exc.message, vm=vm.name)
             return StageFailure(
