@@ -26,8 +26,12 @@ WITH_HOSTS = Path(__file__).resolve().parent / "with_hosts.py"
 
 
 def _free_subnet() -> str:
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, timeout=10, check=True).stdout
-    addresses = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True, timeout=10, check=True).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    addresses = subprocess.run(
+        ["ip", "-4", "addr"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
     for third in range(10, 250):
         net = f"10.251.{third}."
         if net not in routes and net not in addresses:
@@ -53,11 +57,27 @@ class SimLab:
 
     def labctl(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run labctl with the temp hosts file bound over /etc/hosts in a private mount namespace."""
-        argv = ["unshare", "--mount", "--propagation", "private", sys.executable, str(WITH_HOSTS),
-                str(self.hosts), "--", sys.executable, "-m", "labctl", *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self.env(), check=False)
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            str(WITH_HOSTS),
+            str(self.hosts),
+            "--",
+            sys.executable,
+            "-m",
+            "labctl",
+            *args,
+        ]
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=self.env(), check=False
+        )
 
-    def multipass_cmd(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def multipass_cmd(
+        self, *args: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return self.fake.run(*args, input=stdin, timeout=timeout)
 
     def instances(self) -> dict[str, dict[str, Any]]:
@@ -66,19 +86,41 @@ class SimLab:
     def ip(self, instance: str) -> str:
         return str(self.instances()[instance]["ipv4"][0])
 
-    def hammer(self, instance_lb: str, domain: str, *, requests: int, deadline: float = 120,
-               port: int = 80, timeout: float = 10) -> Tally:
+    def hammer(
+        self,
+        instance_lb: str,
+        domain: str,
+        *,
+        requests: int,
+        deadline: float = 120,
+        port: int = 80,
+        timeout: float = 10,
+    ) -> Tally:
         """Bounded sequential GETs to the LB's address with the lab's domain as Host."""
-        return hammer(self.ip(instance_lb), port, domain, requests=requests, deadline=deadline, timeout=timeout)
+        return hammer(
+            self.ip(instance_lb),
+            port,
+            domain,
+            requests=requests,
+            deadline=deadline,
+            timeout=timeout,
+        )
 
 
 def _leftovers(prefix: str) -> list[str]:
     found: list[str] = []
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False).stdout
+    netns = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
     found += [line.split()[0] for line in netns.splitlines() if line.startswith(prefix)]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=10, check=False).stdout
-    found += [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()
-              if line.split(":")[1].strip().startswith(prefix)]
+    links = subprocess.run(
+        ["ip", "-o", "link"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+    found += [
+        line.split(":")[1].strip().split("@")[0]
+        for line in links.splitlines()
+        if line.split(":")[1].strip().startswith(prefix)
+    ]
     return found
 
 
@@ -89,12 +131,19 @@ def sim_lab(tmp_path: Path) -> Iterator[SimLab]:
 
     prefix = "e" + secrets.token_hex(2)  # simvm names: [a-z][a-z0-9]{0,9}
     fake = FakeMultipass(tmp_path / "fmp")
-    fake.configure(backend="sim", sim_subnet=_free_subnet(), sim_prefix=prefix, sim_state_dir=str(tmp_path / "sim"))
+    fake.configure(
+        backend="sim",
+        sim_subnet=_free_subnet(),
+        sim_prefix=prefix,
+        sim_state_dir=str(tmp_path / "sim"),
+    )
     # The simulated daemon must create namespaces in the test's mount namespace, not in the
     # private one labctl runs in (which vanishes with it): like multipassd, it lives outside.
     wrapper = tmp_path / "bin" / "multipass"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nexec nsenter --mount=/proc/{os.getpid()}/ns/mnt -- "{fake.executable}" "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\nexec nsenter --mount=/proc/{os.getpid()}/ns/mnt -- "{fake.executable}" "$@"\n'
+    )
     wrapper.chmod(0o755)
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
