@@ -162,7 +162,7 @@ def _restore(ctx: LabContext, vms: list[Vm]) -> SnapshotOutcome:
     def back(instance: str) -> None:
         ctx.multipass.restore(instance, BASELINE)
 
-    return cycle(ctx, vms, BASELINE, "restored", back, stage="reset", wire=False)
+    return cycle(ctx, vms, BASELINE, "restore", back, stage="reset", wire=False)
 
 
 def _rebuild(

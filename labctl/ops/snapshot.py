@@ -163,7 +163,8 @@ def cycle(
                 ctx.emit(stage, "fail", exc.message, vm=vm.name)
                 continue
             done.append(vm.name)
-            ctx.emit(stage, "done", f"{action} {name}", vm=vm.name)
+            verb = {"save": "took", "restore": "restored"}.get(action, action)
+            ctx.emit(stage, "done", f"{verb} {name}", vm=vm.name)
     finally:  # also on Ctrl-C: never leave the lab stopped
         ctx.emit(stage, "start", f"starting {', '.join(names)}")
         mp.start(names, timeout=lab.waits.launch)
@@ -199,7 +200,7 @@ def save(
         def take(instance: str) -> None:
             ctx.multipass.snapshot(instance, name, comment=f"labctl lab {ctx.lab.name}")
 
-        outcome = cycle(ctx, targets, name, "took", take, manage_hosts=manage_hosts)
+        outcome = cycle(ctx, targets, name, "save", take, manage_hosts=manage_hosts)
         if outcome.done:
             previous = ctx.lab_state.snapshots().get(name, {})
             vms_done = {**previous.get("vms", {}), **{vm: instances[vm] for vm in outcome.done}}
@@ -248,7 +249,7 @@ def restore(
         def back(instance: str) -> None:
             ctx.multipass.restore(instance, name)
 
-        return cycle(ctx, targets, name, "restored", back, manage_hosts=manage_hosts)
+        return cycle(ctx, targets, name, "restore", back, manage_hosts=manage_hosts)
 
 
 def delete(ctx: LabContext, name: str) -> SnapshotOutcome:
