@@ -31,6 +31,7 @@ LAB = """\
 name: hello
 domain: hello.lab
 app: {{name: hello, source: {{builtin: hello}}}}
+defaults: {{memory: 256M, disk: 1G}}
 vms:
   - {{name: app1, roles: [app]}}
   - {{name: app2, roles: [app]}}
@@ -38,7 +39,7 @@ vms:
 lb: {{port: {port}}}
 waits: {{launch: 60s, cloud_init: 60s, serve: 10s}}
 manage_hosts: false
-{extra}"""
+{extra}"""  # small VMs: up's capacity preflight reads this host's real free memory
 APPS = ("hello-app1", "hello-app2")
 
 
@@ -274,7 +275,7 @@ def test_doctor_passes_here_and_fails_a_lab_that_cannot_fit(
     assert "multipass" in result.output and "driver      qemu" in result.output
     assert result.exit_code == 0, result.output
     huge = tmp_path / "huge.yaml"
-    huge.write_text(LAB.format(port=lb.port, extra="defaults: {memory: 4000G}\n"))
+    huge.write_text(LAB.format(port=lb.port, extra="").replace("memory: 256M", "memory: 4000G"))
     bad = CliRunner().invoke(app, ["doctor", "-f", str(huge)], env=env)
     assert bad.exit_code == 1 and "FAIL memory" in bad.output
     refused = CliRunner().invoke(app, ["up", "-f", str(huge)], env=env)
