@@ -27,6 +27,7 @@ class HostResources:
     memory_available: int | None  # bytes; None when unknown
     disk_free: int | None  # bytes free where VM disks live; None when unknown
     disk_path: str
+    memory_total: int | None = None  # bytes; None when unknown
 
 
 def storage_dir(candidates: tuple[str, ...] = STORAGE_DIRS) -> Path:
@@ -40,10 +41,10 @@ def storage_dir(candidates: tuple[str, ...] = STORAGE_DIRS) -> Path:
     return Path.home()
 
 
-def mem_available(meminfo: str) -> int | None:
-    """MemAvailable from /proc/meminfo text, in bytes."""
+def mem_available(meminfo: str, field: str = "MemAvailable") -> int | None:
+    """A field (MemAvailable, MemTotal) from /proc/meminfo text, in bytes."""
     for line in meminfo.splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{field}:"):
             fields = line.split()
             if len(fields) >= 2 and fields[1].isdigit():
                 return int(fields[1]) * 1024
@@ -51,15 +52,16 @@ def mem_available(meminfo: str) -> int | None:
 
 
 def host_resources() -> HostResources:
-    memory = None
+    memory = total = None
     if sys.platform.startswith("linux"):
         try:
-            memory = mem_available(Path("/proc/meminfo").read_text(encoding="ascii"))
+            meminfo = Path("/proc/meminfo").read_text(encoding="ascii")
         except OSError:
-            memory = None
+            meminfo = ""
+        memory, total = mem_available(meminfo), mem_available(meminfo, "MemTotal")
     where = storage_dir()
     try:
         free: int | None = shutil.disk_usage(where).free
     except OSError:
         free = None
-    return HostResources(os.cpu_count() or 1, memory, free, str(where))
+    return HostResources(os.cpu_count() or 1, memory, free, str(where), total)

@@ -102,13 +102,19 @@ def test_doctor_all_good(make_world) -> None:
 
 def test_doctor_fails_on_capacity_and_a_claimed_domain(make_world) -> None:
     world = make_world()
-    world.ctx.host = lambda: HostResources(2, 1 * GIB, 2 * GIB, "/home")
+    world.ctx.host = lambda: HostResources(2, 1 * GIB, 2 * GIB, "/home", 2 * GIB)
     world.hosts.write_text("# BEGIN labctl other\n10.0.0.9\thello.lab\n# END labctl other\n")
     report = doctor(world.ctx)
     assert not report.ok
     status = _statuses(report)
     assert status["cpu"] == "warn"  # 4 vCPUs on 2 CPUs: shared, not impossible
     assert status["memory"] == "fail" and status["disk"] == "fail" and status["domain"] == "fail"
+
+
+def test_memory_in_use_now_only_warns(make_world) -> None:
+    world = make_world()
+    world.ctx.host = lambda: HostResources(8, 1 * GIB, 200 * GIB, "/", 32 * GIB)
+    assert _statuses(doctor(world.ctx))["memory"] == "warn"
 
 
 def test_doctor_only_counts_vms_that_are_not_running(make_world) -> None:

@@ -341,10 +341,12 @@ def test_reset_unknown_vm_is_bad_input_and_touches_nothing(make_world) -> None:
 
 def test_up_refuses_before_launching_what_cannot_fit_unless_forced(make_world) -> None:
     world = make(make_world, baseline=False)
-    world.ctx.host = lambda: HostResources(2, 2 * 1024**3, 500 * 1024**3, "/")
+    world.ctx.host = lambda: HostResources(2, 2 * 1024**3, 500 * 1024**3, "/", 3 * 1024**3)
     with pytest.raises(PreflightError) as err:
         up(world.ctx)
-    assert "memory: 4 VM(s) to start need 4.0 GiB; 2.0 GiB available" in err.value.message
+    assert (
+        "memory: 4 VM(s) to start need 4.0 GiB; this host has 3.0 GiB in all" in err.value.message
+    )
     assert "--force" in (err.value.hint or "")
     assert world.mp.calls_of("launch") == []
     assert up(world.ctx, force=True).ok
