@@ -63,6 +63,10 @@ class LaunchTimeoutError(MultipassError):
     """A launch timed out; the instance may have been left behind (multipass.md §2.1)."""
 
 
+class CommandTimeoutError(MultipassError):
+    """A multipass call did not finish within labctl's own time limit (and was killed)."""
+
+
 class ForeignInstanceError(LabctlError):
     """An instance with a lab VM's name exists but does not belong to this lab."""
 

@@ -229,6 +229,8 @@ class Waits(_Strict):
     )
     cloud_init: Duration = 1800.0
     serve: Duration = 180.0
+    # one short exec into a VM: `status`'s health check, the ownership check, log tails
+    check: Duration = 45.0
 
 
 class Snapshots(_Strict):

@@ -17,7 +17,12 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from labctl.errors import LaunchTimeoutError, MultipassError, MultipassNotFoundError
+from labctl.errors import (
+    CommandTimeoutError,
+    LaunchTimeoutError,
+    MultipassError,
+    MultipassNotFoundError,
+)
 from labctl.multipass_errors import (
     InstanceExistsError,
     InstanceNotFoundError,
@@ -194,7 +199,7 @@ class Multipass:
                 hint=f"Remove it with `labctl down` or `multipass delete --purge {name}`. "
                 + _WEDGED_HINT,
             )
-        return MultipassError(
+        return CommandTimeoutError(
             f"`{display(argv)}` did not answer within {timeout:.0f} s",
             argv=argv,
             stderr=stderr_tail(partial),

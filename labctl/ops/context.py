@@ -136,7 +136,9 @@ def classify_instances(ctx: LabContext, instances: list[Instance]) -> Ownership:
 
 def _marker_matches(ctx: LabContext, inst: Instance, vm: Vm) -> bool:
     try:
-        result = ctx.multipass.exec(inst.name, ["cat", INSTANCE_MARKER_PATH], timeout=30)
+        result = ctx.multipass.exec(
+            inst.name, ["cat", INSTANCE_MARKER_PATH], timeout=ctx.lab.waits.check
+        )
     except MultipassError:
         return False
     if result.returncode != 0:

@@ -28,7 +28,7 @@ def log_tail(
 ) -> str:
     """Last lines of a log inside a VM; empty when it cannot be read (never masks the failure)."""
     try:
-        result = ctx.multipass.exec(ctx.instance(vm), command(lines), timeout=60)
+        result = ctx.multipass.exec(ctx.instance(vm), command(lines), timeout=ctx.lab.waits.check)
     except MultipassError:
         return ""
     return result.stdout if result.returncode == 0 else ""

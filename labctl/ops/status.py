@@ -11,14 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from labctl.errors import MultipassError
+from labctl.errors import CommandTimeoutError, MultipassError
 from labctl.model import Vm
 from labctl.multipass import Instance
 from labctl.ops.context import LabContext
 from labctl.probes import DomainCheck, check_domain
 from labctl.render import VM_STATUS_COMMAND
 
-CHECK_TIMEOUT: Final = 45.0
 _CLOUD_INIT_OK: Final = {"done", "degraded done"}
 
 
@@ -146,8 +145,14 @@ def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus) -> None:
     if status.state != "Running":
         return
     try:
-        result = ctx.multipass.exec(status.instance, VM_STATUS_COMMAND, timeout=CHECK_TIMEOUT)
+        result = ctx.multipass.exec(status.instance, VM_STATUS_COMMAND, timeout=ctx.lab.waits.check)
         report = json.loads(result.stdout) if result.returncode == 0 else None
+    except CommandTimeoutError:
+        status.problems.append(
+            f"health check hung: no answer within {ctx.lab.waits.check:.0f} s (waits.check); the "
+            f"VM may be frozen or overloaded (try `multipass restart {status.instance}`)"
+        )
+        return
     except (MultipassError, json.JSONDecodeError) as exc:
         status.problems.append(f"health check failed: {getattr(exc, 'message', str(exc))}")
         return

@@ -20,7 +20,13 @@ from typing import Final
 
 from labctl.assets import Assets, read_assets
 from labctl.config import LabFile
-from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
+from labctl.errors import (
+    CommandTimeoutError,
+    ConfigError,
+    ForeignInstanceError,
+    LabctlError,
+    MultipassError,
+)
 from labctl.model import Vm
 from labctl.multipass import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
@@ -284,10 +290,20 @@ class _StageError(LabctlError):
 def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
     """`cloud-init status --wait`: 0 done, 2 degraded done (recoverable), 1 error (multipass.md §7.1)."""
     name = ctx.instance(vm)
+    limit = ctx.lab.waits.cloud_init
     try:
-        result = ctx.multipass.exec(
-            name, ["cloud-init", "status", "--wait"], timeout=ctx.lab.waits.cloud_init
-        )
+        result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
+    except CommandTimeoutError:
+        raise _StageError(
+            "cloud-init",
+            LabctlError(
+                f"cloud-init on {name} did not finish within {limit:.0f} s (waits.cloud_init), or "
+                f"the VM stopped answering; {name} was left running",
+                hint=f"`labctl up` again keeps the VM and waits again; see its progress with "
+                f"`multipass exec {name} -- cloud-init status --long`; raise waits.cloud_init in "
+                "lab.yaml for a slow app; `labctl down` removes the lab.",
+            ),
+        ) from None
     except MultipassError as exc:
         raise _StageError("cloud-init", exc) from None
     if result.returncode == 0:
