@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from labctl.errors import ProbeTimeoutError
+from labctl.errors import HostsFileError, ProbeTimeoutError
 from labctl.hosts import entry_line, render_block, update_hosts
 from labctl.ops.context import LabContext
 from labctl.ops.failures import StageFailure, log_tail
@@ -89,12 +89,25 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
 
     line = entry_line(lb_ip, lab.server_names)
     if manage:
-        changed = update_hosts(
-            ctx.hosts_file,
-            lab.name,
-            render_block(lab.name, lb_ip, lab.server_names),
-            backup=ctx.lab_state.hosts_backup,
-        )
+        try:
+            changed = update_hosts(
+                ctx.hosts_file,
+                lab.name,
+                render_block(lab.name, lb_ip, lab.server_names),
+                backup=ctx.lab_state.hosts_backup,
+            )
+        except HostsFileError as exc:  # e.g. ENOSPC or EACCES: everything else is in place
+            failure = StageFailure(
+                "hosts",
+                f"{exc.message}; the VMs are up and nginx points at them, only the hosts entry "
+                "is missing",
+                hint=(f"{exc.hint} " if exc.hint else "")
+                + "Fix that and run `labctl up` again, or add this line to "
+                f"{ctx.hosts_file} yourself and use --no-hosts: {line}",
+            )
+            return Wiring(
+                ips=ips, lb_ip=lb_ip, lb_config=lb_config, backend_names=names, failures=[failure]
+            )
         ctx.emit(
             "hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}"
         )
