@@ -49,6 +49,7 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         out.print(table)
     if result.hosts and not result.hosts.managed:
         out.print(f"Add this line to {escape(result.hosts.path)}:\n  {escape(result.hosts.line)}")
+    hints: set[str] = set()
     for failure in result.failures:
         where = f" [{failure.vm}]" if failure.vm else ""
         err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
@@ -56,8 +57,16 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
             err.print("  last log lines:", markup=False)
             for line in failure.log_tail.rstrip().splitlines()[-40:]:
                 err.print(f"  | {line}", markup=False)
-        if failure.hint:
+        if failure.hint and failure.hint not in hints:  # e.g. daemon down: once, not per VM
+            hints.add(failure.hint)
             err.print(f"  {failure.hint}", markup=False)
+    if result.failures:
+        ready = [vm.vm for vm in result.vms]
+        err.print(
+            f"up stopped: {len(ready)} VM(s) ready ({', '.join(ready) or 'none'}); nothing was "
+            "deleted. `labctl up` again continues from here; `labctl down` removes the lab.",
+            markup=False,
+        )
     if result.baseline == "taken":
         out.print("baseline snapshot taken: `labctl reset` restores it")
     if result.ok and result.check is not None:
