@@ -3,8 +3,7 @@
 This is the selection hook plus a thin adapter written against the announced simvm API
 (``SimNetwork(name, subnet, state_dir)``, ``SimVM(name, state_dir, network, ip)`` with
 ``create()``, ``run_cloud_init(text, timeout)``, ``exec(argv, *, stdin, stdout, stderr, user)``,
-``stop()``, ``boot()``, ``destroy()``). Not exercised by the tests yet: simvm uses BytesIO-less
-fd plumbing, so ``read_file``/``write_file`` may need real pipes. Adjust it when simvm lands; the plain backend is the default.
+``stop()``, ``boot()``, ``destroy()``). Exercised end to end by tests/e2e. Snapshots copy the VM's private root (``cp -a``).
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import importlib
 import io
 import ipaddress
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -123,8 +124,31 @@ class SimBackend:
             ["tee", path], stdin=io.BytesIO(data), stdout=sink, stderr=sink, user="root"
         )
 
+    def _vm_dir(self, inst: Instance) -> Path:
+        return self.state_dir / inst["name"]
+
+    def _snapshot_dir(self, inst: Instance, snap: dict[str, Any]) -> Path:
+        return self._vm_dir(inst) / "snapshots" / str(snap["name"])
+
     def snapshot(self, inst: Instance, snap: dict[str, Any]) -> None:
-        """Guest state is not captured by the sim backend [simplification]."""
+        """Copy the VM's whole private root (everything a guest can change); it is stopped."""
+        target = self._snapshot_dir(inst, snap)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        _copy_tree(self._vm_dir(inst) / "root", target / "root")
 
     def restore(self, inst: Instance, snap: dict[str, Any]) -> None:
-        """Guest state is not captured by the sim backend [simplification]."""
+        """Put the snapshot's private root back (multipass restores only stopped instances)."""
+        source = self._snapshot_dir(inst, snap) / "root"
+        if not source.is_dir():
+            raise CommandError(
+                f"restore failed: snapshot data for {inst['name']}.{snap['name']} is missing", 2
+            )
+        root = self._vm_dir(inst) / "root"
+        shutil.rmtree(root)
+        _copy_tree(source, root)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    # cp -a keeps owners, modes, symlinks and special files exactly, as a disk snapshot would
+    subprocess.run(["cp", "-a", "--", str(source), str(target)], check=True, timeout=600)

@@ -1,0 +1,91 @@
+"""Lifecycle commands on simulated VMs, where the behaviour is about serving."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from labctl.probes import Tally
+from tests.e2e.harness import SimLab
+
+pytestmark = [pytest.mark.sim, pytest.mark.slow]
+
+LAB = """\
+name: hello
+domain: hello.lab
+app: {name: hello, source: {builtin: hello}, port: 3000}
+vms:
+  - {name: app1, roles: [app]}
+  - {name: app2, roles: [app]}
+  - {name: lb, roles: [lb]}
+lb: {fail_timeout: 2s, read_timeout: 3s, connect_timeout: 1s}
+waits: {launch: 300s, cloud_init: 300s, serve: 90s}
+"""
+
+
+def status(lab: SimLab, path: Path) -> dict:
+    return json.loads(lab.labctl("status", "-f", str(path), "--json").stdout)
+
+
+def test_student_breaks_the_lab_and_the_baseline_snapshot_brings_it_back(sim_lab: SimLab) -> None:
+    path = sim_lab.root / "lab.yaml"
+    path.write_text(LAB)
+    result = sim_lab.labctl("up", "-f", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = json.loads(sim_lab.labctl("snapshot", "list", "-f", str(path), "--json").stdout)
+    assert "baseline" in json.dumps(listed)  # taken automatically after the first healthy up
+
+    # the student's afternoon: an invalid nginx site, nginx restarted into failure, pm2 killed
+    site = "/etc/nginx/sites-available/labctl-hello.conf"
+    broken = sim_lab.multipass_cmd(
+        "exec", "hello-lb", "--", "sudo", "tee", site, stdin="upstream {\n"
+    )
+    assert broken.returncode == 0
+    sim_lab.multipass_cmd("exec", "hello-lb", "--", "sudo", "systemctl", "restart", "nginx")
+    assert sim_lab.multipass_cmd("exec", "hello-app1", "--", "pm2", "kill").returncode == 0
+    report = status(sim_lab, path)
+    assert report["healthy"] is False
+    assert any(p.startswith("lb: nginx") for p in report["problems"]), report["problems"]
+    assert any(p.startswith("app1: pm2") for p in report["problems"]), report["problems"]
+
+    restored = sim_lab.labctl("snapshot", "restore", "baseline", "-f", str(path))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    report = status(sim_lab, path)
+    assert report["healthy"] is True, report["problems"]
+    assert report["domain"]["backends_seen"] == ["app1", "app2"]
+    site_now = sim_lab.multipass_cmd("exec", "hello-lb", "--", "sudo", "cat", site).stdout
+    assert "upstream labctl_hello" in site_now  # the student's edit is gone
+
+
+def test_reset_of_one_app_vm_keeps_the_domain_serving(sim_lab: SimLab) -> None:
+    path = sim_lab.root / "lab.yaml"
+    path.write_text(LAB)
+    assert sim_lab.labctl("up", "-f", str(path)).returncode == 0
+    assert sim_lab.multipass_cmd("exec", "hello-app2", "--", "pm2", "stop", "hello").returncode == 0
+    tallies: list[Tally] = []
+    done = threading.Event()
+
+    def load() -> None:  # bounded: stops when the reset ends or after 400 requests / 120 s
+        while not done.is_set() and sum(t.total for t in tallies) < 400:
+            tallies.append(
+                sim_lab.hammer("hello-lb", "hello.lab", requests=20, deadline=120, timeout=10)
+            )
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        reset = sim_lab.labctl("reset", "app2", "-f", str(path))
+    finally:
+        done.set()
+        worker.join(timeout=180)
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    answered = {
+        code: sum(t.by_status.get(code, 0) for t in tallies)
+        for t in tallies
+        for code in t.by_status
+    }
+    assert set(answered) == {"200"} and answered["200"] > 0, answered
+    assert status(sim_lab, path)["healthy"] is True
