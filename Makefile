@@ -27,7 +27,7 @@ system-deps:
 	  set -e; \
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    nginx cloud-init iproute2 git sudo curl procps util-linux ca-certificates python3 >/dev/null; \
+	    nginx cloud-init iproute2 iptables git sudo curl procps util-linux ca-certificates python3 >/dev/null; \
 	  if ! command -v node >/dev/null 2>&1; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
 	  fi; \
@@ -51,9 +51,9 @@ unit: venv
 test: venv system-deps lint typecheck
 	$(BIN)/pytest
 
-## bench: the benchmarks in bench/ (not part of test)
-bench: venv
-	@for script in bench/bench_*.py; do [ -e "$$script" ] && $(BIN)/python "$$script" || true; done
+## bench: the benchmarks in bench/ (not part of test; bench_failover needs root, see bench/RESULTS.md)
+bench: venv system-deps
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
