@@ -58,8 +58,9 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
                     "ip",
                     f"{ctx.instance(vm)} has no IPv4 address (multipass list: {shown})",
                     vm=vm.name,
-                    hint="Check the VM's network (multipass info NAME); "
-                    "restart it with labctl up after fixing it.",
+                    hint=f"Check the VM's network (multipass info {ctx.instance(vm)}); once "
+                    f"fixed, `multipass restart {ctx.instance(vm)}` and `labctl up` again (up "
+                    "never restarts a running VM). The load balancer was not changed.",
                 )
             )
         else:
