@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -46,6 +47,9 @@ class LabContext:
     state: LabState | None = None
     host: Callable[[], HostResources] = host_resources  # CPU/memory/disk, for capacity checks
     can_sudo: Callable[[], bool] = privileged.can_sudo
+    # A launch bound shared with other labs (a class's students): `up` uses it instead of its own
+    # --max-parallel semaphore, so the whole class stays under one bound (multipass #3336).
+    launch_slots: threading.BoundedSemaphore | None = None
 
     def __post_init__(self) -> None:
         if self.state is None:

@@ -186,7 +186,7 @@ def bring_up_vms(
     """
     assets = read_assets()
     archive = app_archive(ctx.lab_file)
-    launch_slots = threading.BoundedSemaphore(max(1, max_parallel))
+    launch_slots = ctx.launch_slots or threading.BoundedSemaphore(max(1, max_parallel))
     cancel = threading.Event()
 
     def pipeline(vm: Vm) -> VmOutcome | StageFailure | None:
