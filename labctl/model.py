@@ -10,7 +10,14 @@ import math
 import re
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 # Multipass's instance-name rule (multipass.md §6): letters, digits, hyphens; starts with a letter,
 # ends with a letter or digit. A single letter is valid. Validators use `fullmatch`: with `match`,
@@ -25,6 +32,9 @@ PM2_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 GIT_REF_RE: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")
 IMAGE_RE: Final = re.compile(r"^(?:(?:release|daily):)?[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 MAX_INSTANCE_NAME: Final = 63  # a hostname label; cloud-init sets the VM hostname from it
+MAX_STUDENTS: Final = 500
+STUDENT_FIELD: Final = "{student}"  # replaced in class.domain / class.aliases
+CLASS_TEMPLATE_DOMAIN: Final = "class.invalid"  # a class lab's own domain: never served
 
 _UNITS: Final = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
@@ -217,7 +227,10 @@ class LoadBalancer(_Strict):
     keepalive: Annotated[int, Field(ge=0, le=1024)] = 16
     port: Port = 80
     connect_timeout: Duration = 2.0
-    read_timeout: Duration = 5.0
+    # Below a browser's or a load generator's 5 s patience, so a hung (SIGSTOPed) app is retried on the
+    # next backend in time: 3 s measured 0 failed requests, 5 s did not (stack.md §1.3, bench/RESULTS.md).
+    # Raise it for apps with slow requests.
+    read_timeout: Duration = 3.0
     retry_non_idempotent: bool = False
 
 
@@ -241,6 +254,52 @@ class Snapshots(_Strict):
     baseline: bool = True
 
 
+class ClassRoster(_Strict):
+    """`class:` one lab per student: instances `<lab>-<student>-<vm>`, each with its own LB and
+    domain (`domain` with `{student}` replaced by the student's name, lower-cased)."""
+
+    students: Annotated[list[Name], Field(max_length=MAX_STUDENTS)] | None = None
+    roster: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")] | None = (
+        Field(default=None, description="A CSV or text file (first column: the student), relative to lab.yaml")
+    )
+    domain: Annotated[str, Field(min_length=1, max_length=253)]
+    aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+
+    def domain_for(self, student: str) -> str:
+        return self.domain.replace(STUDENT_FIELD, student.lower())
+
+    def aliases_for(self, student: str) -> list[str]:
+        return [alias.replace(STUDENT_FIELD, student.lower()) for alias in self.aliases]
+
+
+def _address(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 255
+        or value.startswith("-")
+        or re.search(r"[\s\x00]", value)
+    ):
+        raise ValueError(
+            f"{value!r} is not a Multipass daemon address (like \"10.0.0.5:50051\" or "
+            "\"unix:/run/multipass_socket\")"
+        )
+    return value
+
+
+class MultipassHost(_Strict):
+    """A Multipass daemon labctl reaches through MULTIPASS_SERVER_ADDRESS. Declared capacity is
+    what the capacity check uses for it (a remote host cannot be measured from here)."""
+
+    name: Name
+    address: Annotated[str, BeforeValidator(_address)] | None = Field(
+        default=None, description="MULTIPASS_SERVER_ADDRESS; absent: the local daemon"
+    )
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    memory: Memory | None = None
+    disk: Disk | None = None
+
+
 class Lab(_Strict):
     name: Name
     domain: Domain
@@ -253,6 +312,38 @@ class Lab(_Strict):
     waits: Waits = Waits()
     manage_hosts: bool = True
     snapshots: Snapshots = Snapshots()
+    class_: ClassRoster | None = Field(default=None, alias="class")
+    hosts: Annotated[list[MultipassHost], Field(max_length=64)] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_domain(cls, data: Any) -> Any:
+        # A class lab's domains come from class.domain; the template lab gets a placeholder.
+        if isinstance(data, dict) and "class" in data and "domain" not in data:
+            return {**data, "domain": CLASS_TEMPLATE_DOMAIN}
+        return data
+
+    @property
+    def is_class(self) -> bool:
+        return self.class_ is not None
+
+    @property
+    def students(self) -> list[str]:
+        return list(self.class_.students or []) if self.class_ else []
+
+    def for_student(self, student: str) -> Lab:
+        """The lab of one student: `<lab>-<student>`, its domain from the pattern, same VMs."""
+        roster = self.class_
+        assert roster is not None
+        return self.model_copy(
+            update={
+                "name": f"{self.name}-{student}",
+                "domain": roster.domain_for(student),
+                "aliases": roster.aliases_for(student),
+                "class_": None,
+                "hosts": [],
+            }
+        )
 
     def instance_name(self, vm: Vm) -> str:
         return f"{self.name}-{vm.name}"

@@ -99,7 +99,7 @@ def status(ctx: LabContext) -> StatusReport:
     vms = [_base_status(ctx, vm, instances.get(ctx.instance(vm))) for vm in lab.vms]
     lb_status = next(v for v in vms if "lb" in v.roles)
     app_addresses = {f"{v.ip}:{lab.app.port}": v.name for v in vms if "app" in v.roles and v.ip}
-    with ThreadPoolExecutor(max_workers=min(32, len(vms) + 1), thread_name_prefix="status") as pool:
+    with ThreadPoolExecutor(max_workers=min(64, len(vms) + 1), thread_name_prefix="status") as pool:
         domain_future = pool.submit(_check_domain, ctx, lb_status.ip, app_addresses)
         list(pool.map(lambda pair: _inspect_vm(ctx, *pair), zip(lab.vms, vms, strict=True)))
         check = domain_future.result()
