@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-import labctl.hosts
 from labctl.cli import app
 from tests.fake_multipass.fixture import FakeMultipass
 
@@ -331,7 +330,7 @@ def test_disk_full_while_writing_the_hosts_file_injected(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr(labctl.hosts.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)  # the os module labctl.hosts writes through
     _assert_hosts_disk_full(world)
     monkeypatch.undo()
     world.assert_converges()
