@@ -275,3 +275,21 @@ def test_hostile_env_values_read_back_exactly_from_the_env_file(
         )
         assert proc.stdout == value, name
     assert not marker.exists() and not Path("/tmp/labctl-pwned").exists()
+
+
+def test_path_app_too_big_for_user_data_is_refused_before_multipass(
+    invoke: Invoke, fake_multipass: FakeMultipass, tmp_path: Path
+) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "blob.bin").write_bytes(os.urandom(9 * 1024 * 1024))  # incompressible
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB + "app: {source: {path: ./app}, start: {script: blob.bin}}\n")
+    result = invoke("up", "-f", str(path))
+    assert result.exit_code == 2, result.output
+    assert (
+        "app.source.path:" in result.output
+        and "does not fit in cloud-init user-data" in result.output
+    )
+    assert "Traceback" not in result.output
+    assert fake_multipass.calls() == []

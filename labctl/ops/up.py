@@ -126,6 +126,8 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
     started = time.monotonic()
     lab = ctx.lab
     mp = ctx.multipass
+    # Bad input (an app too big for user-data) is refused before any multipass call.
+    archive = app_archive(ctx.lab_file)
     ctx.emit("preflight", "start", "checking multipass")
     version = require_daemon(mp)
     ownership = classify_instances(ctx, mp.list())
@@ -148,7 +150,9 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
         "done",
         f"multipass {version}; {len(ownership.ours)} of {len(lab.vms)} VMs exist",
     )
-    outcomes, failures = bring_up_vms(ctx, lab.vms, ownership.ours, max_parallel=max_parallel)
+    outcomes, failures = bring_up_vms(
+        ctx, lab.vms, ownership.ours, max_parallel=max_parallel, archive=archive
+    )
     result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
     if failures:
         return result
@@ -178,6 +182,7 @@ def bring_up_vms(
     existing: Mapping[str, Instance],
     *,
     max_parallel: int = 4,
+    archive: bytes | None = None,
 ) -> tuple[list[VmOutcome], list[StageFailure]]:
     """Launch (or start) each VM and wait for its cloud-init, one thread per VM.
 
@@ -185,7 +190,7 @@ def bring_up_vms(
     KeyboardInterrupt goes on to the caller.
     """
     assets = read_assets()
-    archive = app_archive(ctx.lab_file)
+    archive = archive if archive is not None else app_archive(ctx.lab_file)
     launch_slots = ctx.launch_slots or threading.BoundedSemaphore(max(1, max_parallel))
     cancel = threading.Event()
 
