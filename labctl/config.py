@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from labctl.config_class import check_class
 from labctl.errors import ConfigError
 from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
 from labctl.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
@@ -108,6 +109,14 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     problems += [
         _line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)
     ]
+    if lab.is_class or lab.hosts:
+        lab, more = check_class(
+            lab,
+            shown,
+            base_dir if base_dir is not None else Path(shown).parent,
+            lambda path, message: _line(shown, loaded, path, message),
+        )
+        problems += more
     if problems:
         raise ConfigError(sorted(set(problems), key=_sort_key))
     return lab
@@ -241,9 +250,9 @@ def _allowed_keys(loc: Path_) -> list[str]:
     for part in loc:
         if model is None or isinstance(part, int):
             continue
-        field = model.model_fields.get(str(part))
+        field = next((f for n, f in model.model_fields.items() if str(part) in (n, f.alias)), None)
         model = _model_of(field.annotation) if field else None
-    return list(model.model_fields) if model else []
+    return [f.alias or n for n, f in model.model_fields.items()] if model else []
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
