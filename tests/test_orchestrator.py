@@ -260,3 +260,27 @@ def test_plan_lists_the_launches_in_order_without_launching(make_world) -> None:
     ]
     assert [s.order for s in result.steps] == sorted(s.order for s in result.steps)
     assert {vm.action for vm in result.vms} == {"launch"}
+
+
+def test_down_that_cannot_write_the_hosts_file_says_the_vms_are_gone(
+    make_world, monkeypatch
+) -> None:
+    from labctl import hosts as hosts_module
+    from labctl.errors import HostsFileError
+
+    world = make_world()
+    assert up(world.ctx).ok
+
+    def full(path, text) -> None:
+        raise HostsFileError(
+            f"cannot write {path}: No space left on device; the file was left as it was"
+        )
+
+    monkeypatch.setattr(hosts_module, "write_hosts", full)
+    with pytest.raises(HostsFileError) as caught:
+        down(world.ctx)
+    assert caught.value.message.startswith(
+        "deleted hello-app1, hello-app2, hello-app3, hello-lb, but the hosts"
+    )
+    assert "# BEGIN labctl hello" in (caught.value.hint or "")
+    assert world.mp.vms == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from labctl.errors import HostsFileError
 from labctl.hosts import update_hosts
 from labctl.ops.context import LabContext, classify_instances
 
@@ -34,9 +35,19 @@ def _down(ctx: LabContext, *, manage_hosts: bool | None) -> DownResult:
     ctx.lab_state.forget_all_snapshots()  # purged instances take their snapshots with them
     removed = False
     if manage_hosts if manage_hosts is not None else ctx.lab.manage_hosts:
-        removed = update_hosts(
-            ctx.hosts_file, ctx.lab.name, None, backup=ctx.lab_state.hosts_backup
-        )
+        try:
+            removed = update_hosts(
+                ctx.hosts_file, ctx.lab.name, None, backup=ctx.lab_state.hosts_backup
+            )
+        except HostsFileError as exc:
+            # The VMs are already gone: say so, and what is left to do by hand.
+            deleted = f"deleted {', '.join(sorted(ours))}" if ours else "no VM needed deleting"
+            raise HostsFileError(
+                f"{deleted}, but the hosts entry could not be removed: {exc.message}",
+                hint=f"Remove the lines between '# BEGIN labctl {ctx.lab.name}' and "
+                f"'# END labctl {ctx.lab.name}' in {ctx.hosts_file} yourself, or run "
+                "`labctl down` again once the file is writable.",
+            ) from None
         if removed:
             ctx.emit("hosts", "done", f"removed {ctx.lab.domain} from {ctx.hosts_file}")
     foreign = sorted(inst.name for inst in ownership.foreign.values())
