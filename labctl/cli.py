@@ -20,9 +20,10 @@ from rich.console import Console
 
 from labctl import __version__, output
 from labctl.assets import read_assets
-from labctl.config import json_schema, load_lab
+from labctl.config import LabFile, json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError, LabctlError
 from labctl.multipass import Multipass
+from labctl.ops.classroom import select_students
 from labctl.ops.context import LabContext
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import drill as drill_lab
@@ -61,6 +62,14 @@ class DrillMode(StrEnum):
     freeze = "freeze"
 
 
+StudentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--student",
+        "-s",
+        help="A class lab: only this student (repeatable; default: the whole class).",
+    ),
+]
 NoHostsOption = Annotated[
     bool,
     typer.Option("--no-hosts", help="Do not touch the hosts file; print the line to add instead."),
@@ -128,9 +137,20 @@ def main(
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
 
 
-def _context(path: Path) -> LabContext:
+def _context(
+    path: Path | LabFile, students: list[str] | None = None, *, command: str = ""
+) -> LabContext:
+    """A single lab's context, or (a class lab) the context of the one student named."""
+    lab_file = path if isinstance(path, LabFile) else load_lab(path)
+    if lab_file.lab.is_class:
+        return cli_class.one_student(lab_file, students, command)
+    select_students(lab_file.lab, students)  # --student on a single lab: exit 2
+    hosts = lab_file.lab.hosts
+    address = hosts[0].address if hosts else None
     return LabContext(
-        lab_file=load_lab(path), multipass=Multipass(), on_event=output.progress_printer(stderr)
+        lab_file=lab_file,
+        multipass=Multipass(env={"MULTIPASS_SERVER_ADDRESS": address} if address else None),
+        on_event=output.progress_printer(stderr),
     )
 
 
@@ -142,6 +162,14 @@ def validate(file: LabFileOption = Path("lab.yaml")) -> None:
     Example: labctl validate -f examples/hello/lab.yaml
     """
     lab = load_lab(file).lab
+    if lab.class_ is not None:
+        hosts = ", ".join(h.name for h in lab.hosts) or "the local daemon"
+        stdout.print(
+            f"{file}: ok — class {lab.name!r}, {len(lab.students)} students "
+            f"(domains {lab.class_.domain}), {len(lab.vms)} VMs each, on {hosts}",
+            markup=False,
+        )
+        return
     stdout.print(
         f"{file}: ok — lab {lab.name!r}, domain {lab.domain}, {len(lab.vms)} VMs "
         f"({len(lab.app_vms)} app, LB on {lab.lb_vm.name})",
@@ -165,12 +193,15 @@ def render(
         bool,
         typer.Option("--show-secrets", help="Print app.secret_env values instead of a mask."),
     ] = False,
+    student: StudentOption = None,
 ) -> None:
     """Print the cloud-init user-data labctl would launch VM with (app.secret_env values masked).
 
     Example: labctl render gateway
     """
     lab_file = load_lab(file)
+    if lab_file.lab.is_class:  # a student's VM: its marker and names carry the student
+        lab_file = _context(lab_file, student, command="render").lab_file
     lab = lab_file.lab if show_secrets else mask_secrets(lab_file.lab)
     spec = lab.vm(vm)
     if spec is None:
@@ -193,10 +224,13 @@ def plan(
     max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, max=64)] = 4,
     no_hosts: NoHostsOption = False,
     as_json: JsonOption = False,
+    student: StudentOption = None,
 ) -> None:
     """Show what `up` would do, in order, with the exact multipass commands. Launches nothing."""
     result = plan_lab(
-        _context(file), max_parallel=max_parallel, manage_hosts=False if no_hosts else None
+        _context(file, student, command="plan"),
+        max_parallel=max_parallel,
+        manage_hosts=False if no_hosts else None,
     )
     if as_json:
         stdout.out(output.plan_json(result), highlight=False)
@@ -219,15 +253,24 @@ def up(
             "--force", help="Launch even when the capacity or domain preflight check fails."
         ),
     ] = False,
+    student: StudentOption = None,
 ) -> None:
     """Launch the lab (what is missing), wire the load balancer and hosts entry, and wait until
     the domain serves through every backend. After the first healthy up, takes the `baseline`
     snapshot (lab.yaml snapshots.baseline).
 
+    A class lab brings up every student's lab (or those named with --student) under one
+    --max-parallel bound, and ends with who is up and who failed at which stage.
+
     Example: labctl up -f examples/hello/lab.yaml
     """
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        manage = False if no_hosts else None
+        cli_class.up(lab_file, student, max_parallel=max_parallel, manage_hosts=manage, force=force)
+        return
     result = up_lab(
-        _context(file),
+        _context(lab_file, student),
         max_parallel=max_parallel,
         manage_hosts=False if no_hosts else None,
         force=force,
@@ -239,10 +282,18 @@ def up(
 
 @app.command()
 @_guard
-def status(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
+def status(
+    file: LabFileOption = Path("lab.yaml"),
+    as_json: JsonOption = False,
+    student: StudentOption = None,
+) -> None:
     """Show every VM's state, cloud-init, pm2 and nginx, and whether the domain serves. Exit 1
-    when anything is unhealthy."""
-    report = lab_status(_context(file))
+    when anything is unhealthy. A class lab: one matrix row per student."""
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.status(lab_file, student, as_json=as_json)
+        return
+    report = lab_status(_context(lab_file, student))
     if as_json:
         stdout.out(report.to_json(), highlight=False)
     else:
@@ -253,9 +304,17 @@ def status(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) 
 
 @app.command()
 @_guard
-def down(file: LabFileOption = Path("lab.yaml"), no_hosts: NoHostsOption = False) -> None:
+def down(
+    file: LabFileOption = Path("lab.yaml"),
+    no_hosts: NoHostsOption = False,
+    student: StudentOption = None,
+) -> None:
     """Delete (purge) the lab's VMs and remove its hosts entry. VMs already gone are fine."""
-    result = down_lab(_context(file), manage_hosts=False if no_hosts else None)
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.down(lab_file, student, manage_hosts=False if no_hosts else None)
+        return
+    result = down_lab(_context(lab_file, student), manage_hosts=False if no_hosts else None)
     output.print_down(stdout, result)
 
 
@@ -281,13 +340,20 @@ def drill(
         ),
     ] = 200,
     as_json: JsonOption = False,
+    student: StudentOption = None,
 ) -> None:
     """Prove failover: take each app backend down in turn (then all of them), check what the
     load balancer does, restore everything. Exit 0 only if every step passed.
 
     Example: labctl drill --mode freeze --requests 500
     """
-    ctx = _context(file)
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.drill(
+            lab_file, student, mode=mode.value, vms=vm, requests=requests, as_json=as_json
+        )
+        return
+    ctx = _context(lab_file, student)
     show = None if as_json else output.drill_step_printer(stdout)
     result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
     if as_json:
@@ -299,4 +365,4 @@ def drill(
 
 
 # snapshot, reset, logs, shell, exec, doctor live in cli_lifecycle (module size cap, style.md).
-from labctl import cli_lifecycle  # noqa: E402, F401  (registers its commands on `app`)
+from labctl import cli_class, cli_lifecycle  # noqa: E402, F401  (registers its commands on `app`)

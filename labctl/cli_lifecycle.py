@@ -10,17 +10,19 @@ from typing import Annotated
 
 import typer
 
-from labctl import output_lifecycle
+from labctl import cli_class, output_lifecycle
 from labctl.cli import (
     JsonOption,
     LabFileOption,
     NoHostsOption,
+    StudentOption,
     _context,
     _guard,
     app,
     stderr,
     stdout,
 )
+from labctl.config import load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
 from labctl.ops import access, snapshot
 from labctl.ops.doctor import doctor as doctor_lab
@@ -46,40 +48,66 @@ def _snapshot_done(result: snapshot.SnapshotOutcome, domain: str) -> None:
 
 @snapshot_app.command("save")
 @_guard
-def snapshot_save(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+def snapshot_save(
+    name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
+) -> None:
     """Stop the lab, snapshot every VM as NAME, start it again and wait until it serves.
 
     Example: labctl snapshot save before-lab3
     """
-    ctx = _context(file)
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.snapshot_action(lab_file, student, "save", name)
+        return
+    ctx = _context(lab_file, student)
     _snapshot_done(snapshot.save(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("restore")
 @_guard
-def snapshot_restore(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+def snapshot_restore(
+    name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
+) -> None:
     """Stop the lab, restore every VM to NAME (discarding its current state), start it again and
     wait until the domain serves.
 
     Example: labctl snapshot restore baseline
     """
-    ctx = _context(file)
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.snapshot_action(lab_file, student, "restore", name)
+        return
+    ctx = _context(lab_file, student)
     _snapshot_done(snapshot.restore(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("delete")
 @_guard
-def snapshot_delete(name: SnapshotName, file: LabFileOption = Path("lab.yaml")) -> None:
+def snapshot_delete(
+    name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
+) -> None:
     """Delete snapshot NAME from every VM (for good) and from the manifest."""
-    ctx = _context(file)
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.snapshot_action(lab_file, student, "delete", name)
+        return
+    ctx = _context(lab_file, student)
     _snapshot_done(snapshot.delete(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("list")
 @_guard
-def snapshot_list(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
+def snapshot_list(
+    file: LabFileOption = Path("lab.yaml"),
+    as_json: JsonOption = False,
+    student: StudentOption = None,
+) -> None:
     """List the lab's snapshots: when, which VMs have them, whether lab.yaml changed since."""
-    listing = snapshot.list_snapshots(_context(file))
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.snapshot_list(lab_file, student, as_json=as_json)
+        return
+    listing = snapshot.list_snapshots(_context(lab_file, student))
     if as_json:
         stdout.out(output_lifecycle.snapshot_list_json(listing), highlight=False)
     else:
@@ -99,6 +127,7 @@ def reset(
     ] = False,
     max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, max=64)] = 4,
     no_hosts: NoHostsOption = False,
+    student: StudentOption = None,
 ) -> None:
     """Put VMs back to how `up` left them: restore the baseline snapshot, or (no baseline,
     --rebuild, or state Unknown) purge and launch again; then wait until the domain serves
@@ -106,8 +135,20 @@ def reset(
 
     Example: labctl reset app2
     """
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        manage = False if no_hosts else None
+        cli_class.reset(
+            lab_file,
+            student,
+            vms=vms or None,
+            rebuild=rebuild,
+            max_parallel=max_parallel,
+            manage_hosts=manage,
+        )
+        return
     result = reset_lab(
-        _context(file),
+        _context(lab_file, student),
         vms or None,
         rebuild=rebuild,
         max_parallel=max_parallel,
@@ -132,6 +173,7 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-F", help="Keep printing new lines (Ctrl-C ends).")
     ] = False,
+    student: StudentOption = None,
 ) -> None:
     """Print the last lines of a VM's log: by default its main one (nginx on the LB VM, pm2 on
     an app VM).
@@ -142,7 +184,9 @@ def logs(
     if len(chosen) > 1:
         raise ConfigError([f"logs: choose one of --cloud-init, --pm2, --nginx (got {len(chosen)})"])
     kind: access.LogKind | None = chosen[0] if chosen else None  # type: ignore[assignment]  # one of the three literals
-    result = access.logs(_context(file), vm, kind=kind, lines=lines, follow=follow)
+    result = access.logs(
+        _context(file, student, command="logs"), vm, kind=kind, lines=lines, follow=follow
+    )
     if result.text:
         stdout.out(result.text, end="" if result.text.endswith("\n") else "\n", highlight=False)
     if result.returncode != 0:
@@ -151,12 +195,14 @@ def logs(
 
 @app.command()
 @_guard
-def shell(vm: VmArgument, file: LabFileOption = Path("lab.yaml")) -> None:
+def shell(
+    vm: VmArgument, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
+) -> None:
     """Open a shell on a VM (multipass shell).
 
     Example: labctl shell lb
     """
-    code = access.shell(_context(file), vm)
+    code = access.shell(_context(file, student, command="shell"), vm)
     if code:
         raise typer.Exit(code)
 
@@ -167,23 +213,29 @@ def exec_command(
     vm: VmArgument,
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
     file: LabFileOption = Path("lab.yaml"),
+    student: StudentOption = None,
 ) -> None:
     """Run a command in a VM; its exit code becomes labctl's.
 
     Example: labctl exec app1 -- pm2 list
     """
-    code = access.exec_in(_context(file), vm, command)
+    code = access.exec_in(_context(file, student, command="exec"), vm, command)
     if code:
         raise typer.Exit(code)
 
 
 @app.command()
 @_guard
-def doctor(file: LabFileOption = Path("lab.yaml")) -> None:
+def doctor(file: LabFileOption = Path("lab.yaml"), student: StudentOption = None) -> None:
     """Check this machine can run the lab: Multipass and its daemon, driver, snapshots, CPU,
-    memory, disk, the hosts file, the domain. Exit 1 when a check fails.
+    memory, disk, the hosts file, the domain. Exit 1 when a check fails. A class lab: the
+    capacity of each Multipass host against the students placed on it.
     """
-    report = doctor_lab(_context(file))
+    lab_file = load_lab(file)
+    if lab_file.lab.is_class:
+        cli_class.doctor(lab_file, student)
+        return
+    report = doctor_lab(_context(lab_file, student))
     output_lifecycle.print_doctor(stdout, report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -260,7 +260,10 @@ class ClassRoster(_Strict):
 
     students: Annotated[list[Name], Field(max_length=MAX_STUDENTS)] | None = None
     roster: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")] | None = (
-        Field(default=None, description="A CSV or text file (first column: the student), relative to lab.yaml")
+        Field(
+            default=None,
+            description="A CSV or text file (first column: the student), relative to lab.yaml",
+        )
     )
     domain: Annotated[str, Field(min_length=1, max_length=253)]
     aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
@@ -281,8 +284,8 @@ def _address(value: Any) -> str:
         or re.search(r"[\s\x00]", value)
     ):
         raise ValueError(
-            f"{value!r} is not a Multipass daemon address (like \"10.0.0.5:50051\" or "
-            "\"unix:/run/multipass_socket\")"
+            f'{value!r} is not a Multipass daemon address (like "10.0.0.5:50051" or '
+            '"unix:/run/multipass_socket")'
         )
     return value
 

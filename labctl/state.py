@@ -126,6 +126,21 @@ class LabState:
             data["snapshots"] = {}
             data["notes"] = {}
 
+    # --- a class lab: which Multipass host each student's lab lives on -----------------------------
+
+    @property
+    def class_path(self) -> Path:
+        return self.directory / "class.json"
+
+    def placements(self) -> dict[str, str]:
+        """student -> host name, as `up` placed them (stable across runs)."""
+        found = self._read(self.class_path).get("placements", {})
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+    def record_placements(self, placements: dict[str, str]) -> None:
+        with self._locked(self.class_path) as data:
+            data.setdefault("placements", {}).update(placements)
+
     # --- the lab lock: one labctl at a time changes a lab ------------------------------------------
 
     def holder(self) -> LockHolder | None:

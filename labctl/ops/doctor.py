@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from labctl.errors import LabctlError, MultipassError
+from labctl.hostinfo import HostResources
 from labctl.hosts import managed_entries, read_hosts
 from labctl.model import Vm, size_in_bytes
 from labctl.multipass import MIN_VERSION, SNAPSHOT_MIN_VERSION
@@ -137,13 +138,28 @@ def _snapshot_check(version: tuple[int, int, int] | None, driver: str | None) ->
     return Check("snapshots", "ok", f"available (Multipass >= {wanted})")
 
 
-def capacity_checks(ctx: LabContext, to_start: list[Vm], to_create: list[Vm]) -> list[Check]:
-    """CPU, memory and disk for the VMs that would start (to_start) or be created (to_create)."""
-    lab, host = ctx.lab, ctx.host()
+def capacity_checks(
+    ctx: LabContext,
+    to_start: list[Vm],
+    to_create: list[Vm],
+    *,
+    host: HostResources | None = None,
+    every: list[Vm] | None = None,
+) -> list[Check]:
+    """CPU, memory and disk for the VMs that would start (to_start) or be created (to_create).
+
+    `host` defaults to this machine (ctx.host()); a class checks each Multipass host with the
+    VMs of every student placed there (`every`, default: the lab's VMs). `cpus` 0 = unknown.
+    """
+    lab = ctx.lab
+    host = host or ctx.host()
+    every = lab.vms if every is None else every
     checks: list[Check] = []
-    widest = max((lab.cpus_of(vm) for vm in lab.vms), default=1)
-    total_cpus = sum(lab.cpus_of(vm) for vm in lab.vms)
-    if widest > host.cpus:
+    widest = max((lab.cpus_of(vm) for vm in every), default=1)
+    total_cpus = sum(lab.cpus_of(vm) for vm in every)
+    if host.cpus <= 0:
+        checks.append(Check("cpu", "skip", f"CPU count of {host.disk_path} unknown"))
+    elif widest > host.cpus:
         checks.append(
             Check(
                 "cpu",

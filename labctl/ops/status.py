@@ -79,6 +79,9 @@ class StatusReport:
         return not self.problems
 
     def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"lab": self.lab, "healthy": self.healthy, "problems": self.problems}
         data["vms"] = [
             {
@@ -90,7 +93,7 @@ class StatusReport:
             for vm in self.vms
         ]
         data["domain"] = asdict(self.domain)
-        return json.dumps(data, indent=2)
+        return data
 
 
 def status(ctx: LabContext) -> StatusReport:

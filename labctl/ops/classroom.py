@@ -1,0 +1,322 @@
+"""A class: one lab per student, run as a fan-out of the ordinary use cases.
+
+`lab.yaml`'s `class:` section expands into one `Lab` per student (`Lab.for_student`: name
+`<lab>-<student>`, domain from the pattern, same VMs/app/lb/waits). Every class command runs the
+existing use case (up, status, down, reset, snapshot, drill) once per selected student, in
+parallel, each with its own `LabContext`: its own state dir and a `Multipass` bound to the daemon
+the student is placed on (`MULTIPASS_SERVER_ADDRESS`). Results come back per student; nothing is
+printed here.
+
+Placement (`place`): students are spread over `hosts:` by free capacity and the choice is kept in
+the class's state dir (`class.json`), so a student's lab stays on its host across runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, Generic, TypeVar, cast
+
+from labctl import privileged
+from labctl.config import LabFile
+from labctl.errors import ConfigError, LabctlError
+from labctl.hostinfo import HostResources, host_resources
+from labctl.hosts import hosts_path
+from labctl.model import Lab, MultipassHost, size_in_bytes
+from labctl.multipass import Instance, Multipass
+from labctl.ops.context import Event, LabContext
+from labctl.probes import Resolver, resolve
+from labctl.state import LabState, state_dir
+
+LOCAL_HOST: Final = "local"  # the host name when lab.yaml lists no hosts: the local daemon
+MAX_STUDENT_THREADS: Final = 64
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """A Multipass daemon of the class; `address` None is the local daemon."""
+
+    name: str
+    address: str | None = None
+    index: int | None = None  # position in lab.yaml's hosts:, None when there are none
+    declared: MultipassHost | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.address or "local daemon"
+
+
+def default_multipass(address: str | None) -> Multipass:
+    return Multipass(env={"MULTIPASS_SERVER_ADDRESS": address} if address else None)
+
+
+@dataclass
+class ClassContext:
+    """What a class command works with; `student_context` makes each student's LabContext."""
+
+    lab_file: LabFile
+    on_event: Callable[[Event], None] = lambda event: None
+    hosts_file: Path = field(default_factory=hosts_path)
+    resolver: Resolver = resolve
+    sleep: Callable[[float], None] = time.sleep
+    probe_interval: float = 2.0
+    host: Callable[[], HostResources] = host_resources  # this machine (the local daemon's host)
+    can_sudo: Callable[[], bool] = privileged.can_sudo
+    multipass_for: Callable[[str | None], Multipass] = default_multipass
+    state_root: Path | None = None  # where per-lab state dirs go (default: beside lab.yaml)
+
+    @property
+    def lab(self) -> Lab:
+        return self.lab_file.lab
+
+    def _state(self, lab_name: str) -> LabState:
+        if self.state_root is not None:
+            return LabState(self.state_root / lab_name)
+        return LabState(state_dir(self.lab_file.base_dir, lab_name))
+
+    @property
+    def class_state(self) -> LabState:
+        return self._state(self.lab.name)
+
+    def hosts(self) -> list[HostRef]:
+        if not self.lab.hosts:
+            return [HostRef(LOCAL_HOST)]
+        return [HostRef(h.name, h.address, i, h) for i, h in enumerate(self.lab.hosts)]
+
+    def resources(self, host: HostRef) -> tuple[HostResources, str]:
+        """What `host` offers, and where that figure comes from (measured / declared / unknown)."""
+        declared = host.declared
+        if host.address is None:
+            measured = self.host()
+            if declared is None or not (declared.cpus or declared.memory or declared.disk):
+                return measured, "measured on this machine"
+            return _declared(host, fallback=measured), "declared in lab.yaml (rest measured)"
+        if declared is None or not (declared.cpus or declared.memory or declared.disk):
+            return _declared(host), f"remote; declare cpus/memory/disk in hosts[{host.index}]"
+        return _declared(host), "declared in lab.yaml (remote: not measured)"
+
+    def student_context(
+        self,
+        student: str,
+        host: HostRef,
+        *,
+        multipass: Multipass | None = None,
+        launch_slots: threading.BoundedSemaphore | None = None,
+    ) -> LabContext:
+        lab = self.lab.for_student(student)
+
+        def tagged(event: Event) -> None:
+            self.on_event(replace(event, vm=f"{student}:{event.vm}" if event.vm else student))
+
+        return LabContext(
+            lab_file=LabFile(lab, self.lab_file.path, self.lab_file.digest),
+            multipass=multipass or self.multipass_for(host.address),
+            on_event=tagged,
+            hosts_file=self.hosts_file,
+            resolver=self.resolver,
+            sleep=self.sleep,
+            probe_interval=self.probe_interval,
+            state=self._state(lab.name),
+            host=lambda: self.resources(host)[0],
+            can_sudo=self.can_sudo,
+            launch_slots=launch_slots,
+        )
+
+
+def _declared(host: HostRef, fallback: HostResources | None = None) -> HostResources:
+    declared = host.declared
+    cpus = declared.cpus if declared and declared.cpus else (fallback.cpus if fallback else 0)
+    memory = size_in_bytes(declared.memory) if declared and declared.memory else None
+    disk = size_in_bytes(declared.disk) if declared and declared.disk else None
+    if fallback is not None:
+        return HostResources(
+            cpus,
+            memory if memory is not None else fallback.memory_available,
+            disk if disk is not None else fallback.disk_free,
+            f"host {host.name}",
+            memory if memory is not None else fallback.memory_total,
+        )
+    return HostResources(cpus, memory, disk, f"host {host.name}", memory)
+
+
+def select_students(lab: Lab, names: list[str] | None) -> list[str]:
+    """The students a command acts on: those named (--student, any case), else the whole class."""
+    if not lab.is_class:
+        if names:
+            raise ConfigError(
+                [f"--student: lab {lab.name!r} has no class: section (it is a single lab)"]
+            )
+        return []
+    students = lab.students
+    if not names:
+        return students
+    by_key = {s.lower(): s for s in students}
+    chosen: list[str] = []
+    problems: list[str] = []
+    for name in names:
+        found = by_key.get(name.lower())
+        if found is None:
+            listed = ", ".join(students[:20]) + (" …" if len(students) > 20 else "")
+            problems.append(
+                f"--student {name}: not a student of class {lab.name!r} (students: {listed})"
+            )
+        elif found not in chosen:
+            chosen.append(found)
+    if problems:
+        raise ConfigError(problems)
+    return chosen
+
+
+# --- placement -------------------------------------------------------------------------------------
+
+
+def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str, HostRef]:
+    """Host of each student in `students`: the recorded one, else the host with the most free
+    capacity (memory, when every host's is known; else the fewest students). `persist` records
+    new placements in the class's state dir, so later runs find each lab where it is."""
+    hosts = cctx.hosts()
+    by_name = {h.name: h for h in hosts}
+    saved = cctx.class_state.placements()
+    placed: dict[str, HostRef] = {s: by_name[h] for s, h in saved.items() if h in by_name}
+    per_student = sum(size_in_bytes(cctx.lab.memory_of(vm)) for vm in cctx.lab.vms)
+    capacity: dict[str, int | None] = {}
+    for host in hosts:
+        found, _ = cctx.resources(host)
+        capacity[host.name] = found.memory_total
+    known = all(capacity[h.name] is not None for h in hosts)
+    load = {
+        h.name: sum(1 for s in placed if s in cctx.lab.students and placed[s] is h) for h in hosts
+    }
+    new: dict[str, str] = {}
+    for student in students:
+        if student in placed:
+            continue
+        if known:
+            best = max(
+                hosts,
+                key=lambda h: (
+                    cast(int, capacity[h.name]) - load[h.name] * per_student,
+                    -load[h.name],
+                    -hosts.index(h),
+                ),
+            )
+        else:
+            best = min(hosts, key=lambda h: (load[h.name], hosts.index(h)))
+        placed[student] = best
+        load[best.name] += 1
+        new[student] = best.name
+    if persist and new:
+        cctx.class_state.record_placements(new)
+    return {s: placed[s] for s in students}
+
+
+# --- fan-out ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudentRun(Generic[T]):
+    """One student's outcome of a class command: the use case's result, or the error it raised."""
+
+    student: str
+    host: str
+    address: str | None
+    lab: str
+    domain: str
+    result: T | None = None
+    error: str = ""
+    hint: str = ""
+    exit_code: int = 0
+
+
+class SharedListing:
+    """`Multipass` with `list()` answered once for every student on the same host (class status)."""
+
+    def __init__(self, inner: Multipass) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._done = False
+        self._instances: list[Instance] = []
+        self._error: LabctlError | None = None
+
+    def list(self) -> list[Instance]:
+        with self._lock:
+            if not self._done:
+                try:
+                    self._instances = self._inner.list()
+                except LabctlError as exc:
+                    self._error = exc
+                self._done = True
+        if self._error is not None:
+            raise self._error
+        return list(self._instances)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def fan_out(
+    cctx: ClassContext,
+    students: list[str],
+    work: Callable[[LabContext], T],
+    *,
+    placement: dict[str, HostRef] | None = None,
+    shared_listing: bool = False,
+    launch_slots: threading.BoundedSemaphore | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> list[StudentRun[T]]:
+    """Run `work` on each student's LabContext in parallel; a LabctlError is that student's
+    outcome, never the class's. Results in roster order."""
+    placement = placement if placement is not None else place(cctx, students, persist=False)
+    adapters: dict[str, Multipass] = {}
+    if shared_listing:
+        for host in {placement[s].name: placement[s] for s in students}.values():
+            shared = SharedListing(cctx.multipass_for(host.address))
+            adapters[host.name] = cast(Multipass, shared)
+
+    def one(student: str) -> StudentRun[T]:
+        host = placement[student]
+        ctx = cctx.student_context(
+            student, host, multipass=adapters.get(host.name), launch_slots=launch_slots
+        )
+        base = StudentRun[T](student, host.name, host.address, ctx.lab.name, ctx.lab.domain)
+        try:
+            return replace(base, result=work(ctx))
+        except LabctlError as exc:
+            return replace(base, error=exc.message, hint=exc.hint or "", exit_code=exc.exit_code)
+
+    if not students:
+        return []
+    workers = min(MAX_STUDENT_THREADS, len(students))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="student") as pool:
+        futures = [pool.submit(one, student) for student in students]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()  # students not started yet never start
+            if on_interrupt is not None:
+                on_interrupt()
+            raise
+
+
+def class_run(
+    cctx: ClassContext,
+    students: list[str] | None,
+    work: Callable[[LabContext], T],
+    *,
+    max_parallel: int | None = None,
+) -> list[StudentRun[T]]:
+    """Run one use case for each selected student (all of them by default), in parallel.
+
+    With `max_parallel`, launches (reset --rebuild) share one bound across the class.
+    """
+    chosen = select_students(cctx.lab, students)
+    slots = threading.BoundedSemaphore(max_parallel) if max_parallel else None
+    return fan_out(
+        cctx, chosen, work, placement=place(cctx, chosen, persist=False), launch_slots=slots
+    )
