@@ -62,7 +62,8 @@ class ClassLb:
 
     def __init__(self, fake: FakeMultipass) -> None:
         self.fake = fake
-        self.counter = 0
+        self.counters: dict[str, int] = {}  # LB address -> requests so far
+        self.lock = threading.Lock()
         self.served: dict[str, set[str]] = {}  # domain -> LB addresses that served it
         outer = self
 
@@ -72,7 +73,8 @@ class ClassLb:
                 domain = (self.headers.get("Host") or "").split(":")[0]
                 student = domain.split(".")[0]
                 backends = outer.backends(here, student)
-                outer.counter += 1
+                with outer.lock:  # round robin per LB: students check their domains at once
+                    outer.counters[here] = turn = outer.counters.get(here, 0) + 1
                 if backends is None:
                     self.send_response(404)  # not this student's LB
                     self.end_headers()
@@ -83,7 +85,7 @@ class ClassLb:
                     return
                 outer.served.setdefault(domain, set()).add(here)
                 self.send_response(200)
-                self.send_header("X-Lab-Backend", f"{backends[outer.counter % len(backends)]}:3000")
+                self.send_header("X-Lab-Backend", f"{backends[turn % len(backends)]}:3000")
                 self.end_headers()
                 self.wfile.write(b"hello")
 
