@@ -6,10 +6,12 @@ and process the test created (also when it fails) and checks that nothing is lef
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,23 @@ class SimLab:
 
     def ip(self, instance: str) -> str:
         return str(self.instances()[instance]["ipv4"][0])
+
+    def status(self, lab_file: Path) -> tuple[int, dict[str, Any]]:
+        result = self.labctl("status", "-f", str(lab_file), "--json")
+        return result.returncode, json.loads(result.stdout)
+
+    def wait_healthy(self, lab_file: Path, *, within: float) -> dict[str, Any]:
+        """Status until healthy, for at most `within` seconds (bounded; one check a second).
+
+        After a backend comes back, each nginx worker keeps its own failure state for it until
+        fail_timeout passes, so "healthy" can lag the first 200 by up to fail_timeout.
+        """
+        deadline = time.monotonic() + within
+        while True:
+            code, report = self.status(lab_file)
+            if code == 0 or time.monotonic() > deadline:
+                return report
+            time.sleep(1)
 
     def hammer(
         self,

@@ -88,4 +88,5 @@ def test_reset_of_one_app_vm_keeps_the_domain_serving(sim_lab: SimLab) -> None:
         for code in t.by_status
     }
     assert set(answered) == {"200"} and answered["200"] > 0, answered
-    assert status(sim_lab, path)["healthy"] is True
+    report = sim_lab.wait_healthy(path, within=15)  # app2 was away: fail_timeout (2 s) per worker
+    assert report["healthy"] is True, report["problems"]
