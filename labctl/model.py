@@ -11,10 +11,12 @@ import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,  # YAML `true` is a bool; pydantic's lax mode would take it as 1
     WithJsonSchema,
     model_validator,
 )
@@ -144,9 +146,17 @@ _SIZE_SCHEMA: Final = {
 Memory = Annotated[str, BeforeValidator(_size("128M")), WithJsonSchema(_SIZE_SCHEMA)]
 Disk = Annotated[str, BeforeValidator(_size("512M")), WithJsonSchema(_SIZE_SCHEMA)]
 Image = Annotated[str, BeforeValidator(_image), WithJsonSchema({"type": "string"})]
-Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 Role = Literal["app", "lb"]
-ShellCommand = Annotated[str, Field(min_length=1, max_length=4000, pattern=r"^[^\x00]*$")]
+ShellCommand = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_no_nul)]
 
 
 class _Strict(BaseModel):
@@ -154,7 +164,7 @@ class _Strict(BaseModel):
 
 
 class VmDefaults(_Strict):
-    cpus: Annotated[int, Field(ge=1, le=64)] = 1
+    cpus: Annotated[StrictInt, Field(ge=1, le=64)] = 1
     memory: Memory = "1G"
     disk: Disk = "5G"
 
@@ -190,7 +200,7 @@ class AppStart(_Strict):
     spa: bool = True
     script: str | None = None
     command: ShellCommand | None = None
-    instances: Annotated[int, Field(ge=1, le=16)] = 1
+    instances: Annotated[StrictInt, Field(ge=1, le=16)] = 1
 
 
 class App(_Strict):
@@ -203,7 +213,7 @@ class App(_Strict):
     node_version: Literal[18, 20, 22, 24] = 20
     env: dict[
         Annotated[str, BeforeValidator(_pattern(ENV_NAME_RE, "environment variable name"))],
-        Annotated[str, Field(max_length=8000, pattern=r"^[^\x00]*$")],
+        Annotated[str, Field(max_length=8000), AfterValidator(_no_nul)],
     ] = {}
     secret_env: list[str] = Field(
         default=[], description="Names in `env` whose values are never printed"
@@ -213,7 +223,7 @@ class App(_Strict):
 class Vm(_Strict):
     name: Name
     roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
-    cpus: Annotated[int, Field(ge=1, le=64)] | None = None
+    cpus: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
     memory: Memory | None = None
     disk: Disk | None = None
 
@@ -222,9 +232,9 @@ class LoadBalancer(_Strict):
     """nginx upstream settings; defaults follow stack.md §1.3's failover measurements."""
 
     method: Literal["round_robin", "least_conn", "ip_hash"] = "round_robin"
-    max_fails: Annotated[int, Field(ge=0, le=100)] = 2
+    max_fails: Annotated[StrictInt, Field(ge=0, le=100)] = 2
     fail_timeout: Duration = 5.0
-    keepalive: Annotated[int, Field(ge=0, le=1024)] = 16
+    keepalive: Annotated[StrictInt, Field(ge=0, le=1024)] = 16
     port: Port = 80
     connect_timeout: Duration = 2.0
     # Below a browser's or a load generator's 5 s patience, so a hung (SIGSTOPed) app is retried on the
@@ -259,7 +269,7 @@ class ClassRoster(_Strict):
     domain (`domain` with `{student}` replaced by the student's name, lower-cased)."""
 
     students: Annotated[list[Name], Field(max_length=MAX_STUDENTS)] | None = None
-    roster: Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")] | None = (
+    roster: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_no_nul)] | None = (
         Field(
             default=None,
             description="A CSV or text file (first column: the student), relative to lab.yaml",
@@ -298,7 +308,7 @@ class MultipassHost(_Strict):
     address: Annotated[str, BeforeValidator(_address)] | None = Field(
         default=None, description="MULTIPASS_SERVER_ADDRESS; absent: the local daemon"
     )
-    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    cpus: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
     memory: Memory | None = None
     disk: Disk | None = None
 
