@@ -18,7 +18,8 @@ from labctl.errors import ConfigError, LabctlError, ProbeTimeoutError
 from labctl.model import Vm
 from labctl.ops.context import LabContext
 from labctl.ops.status import status
-from labctl.probes import DomainCheck, Tally, check_domain, hammer, wait_until
+from labctl.ops.wire import wait_serving
+from labctl.probes import Tally, hammer
 
 Mode = Literal["app", "vm", "freeze"]
 ALL_DOWN_REQUESTS: Final = 20
@@ -240,29 +241,8 @@ def _all_down(ctx: LabContext, backends: _Backends, target: str) -> DrillStep:
 
 def _recovered(ctx: LabContext, name: str, lb_ip: str, expected: frozenset[str]) -> DrillStep:
     started = time.monotonic()
-    lab = ctx.lab
-
-    def attempt() -> DomainCheck:
-        return check_domain(
-            lab.domain,
-            port=lab.lb.port,
-            expected_ip=lb_ip,
-            expected_backends=expected,
-            requests=3 * len(expected) + 2,
-            resolver=ctx.resolver,
-            use_resolution=False,
-        )
-
     try:
-        wait_until(
-            attempt,
-            lambda c: c.healthy(need_resolution=False),
-            timeout=lab.waits.serve,
-            interval=0.5,
-            describe=lambda c: c.describe(),
-            what="recovery",
-            sleep=ctx.sleep,
-        )
+        wait_serving(ctx, lb_ip, expected, use_resolution=False, what="recovery", interval=0.5)
     except ProbeTimeoutError as exc:
         return DrillStep(
             name, "every backend serves again", exc.message, False, time.monotonic() - started

@@ -130,26 +130,9 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
         f"waiting for http://{lab.domain}/ to answer through {len(expected)} backend(s)",
     )
 
-    def attempt() -> DomainCheck:
-        return check_domain(
-            lab.domain,
-            port=lab.lb.port,
-            expected_ip=lb_ip,
-            expected_backends=expected,
-            requests=3 * len(expected) + 2,
-            resolver=ctx.resolver,
-            use_resolution=manage,
-        )
-
     try:
-        check = wait_until(
-            attempt,
-            lambda c: c.healthy(need_resolution=manage),
-            timeout=lab.waits.serve,
-            interval=ctx.probe_interval,
-            describe=lambda c: c.describe(),
-            what=f"http://{lab.domain}/",
-            sleep=ctx.sleep,
+        check = wait_serving(
+            ctx, lb_ip, expected, use_resolution=manage, what=f"http://{lab.domain}/"
         )
     except ProbeTimeoutError as exc:
         failure = StageFailure(
@@ -162,3 +145,41 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
         return replace(wiring, failures=[failure])
     ctx.emit("serve", "done", f"http://{lab.domain}/ serves through all {len(expected)} backend(s)")
     return replace(wiring, check=check)
+
+
+def wait_serving(
+    ctx: LabContext,
+    lb_ip: str,
+    expected: frozenset[str],
+    *,
+    use_resolution: bool,
+    what: str,
+    interval: float | None = None,
+) -> DomainCheck:
+    """Retry (up to waits.serve) until the domain answers 200 through every `expected` backend.
+
+    Raises ProbeTimeoutError naming `what` and the last check. `use_resolution=False` sends the
+    requests to the LB's address directly (the hosts entry is not labctl's to rely on).
+    """
+    lab = ctx.lab
+
+    def attempt() -> DomainCheck:
+        return check_domain(
+            lab.domain,
+            port=lab.lb.port,
+            expected_ip=lb_ip,
+            expected_backends=expected,
+            requests=3 * len(expected) + 2,
+            resolver=ctx.resolver,
+            use_resolution=use_resolution,
+        )
+
+    return wait_until(
+        attempt,
+        lambda check: check.healthy(need_resolution=use_resolution),
+        timeout=lab.waits.serve,
+        interval=ctx.probe_interval if interval is None else interval,
+        describe=lambda check: check.describe(),
+        what=what,
+        sleep=ctx.sleep,
+    )
