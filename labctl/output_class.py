@@ -15,7 +15,7 @@ from rich.table import Table
 from labctl.ops.classroom import StudentRun
 from labctl.ops.classroom_status import ClassStatus, cell_of
 from labctl.ops.classroom_up import ClassUpResult, HostCapacity, failed_stage
-from labctl.output_lifecycle import print_failures
+from labctl.output_lifecycle import for_student, print_failures
 
 T = TypeVar("T")
 _STATUS = {
@@ -65,11 +65,11 @@ def print_class_up(out: Console, err: Console, result: ClassUpResult) -> None:
     for run in result.failed:
         err.print(f"[bold]── {escape(run.student)}[/bold] on {escape(_where(run))}", markup=True)
         if run.result is not None:
-            print_failures(err, run.result.failures)
+            print_failures(err, run.result.failures, student=run.student)
         else:
             err.print(f"[red]✗ {escape(failed_stage(run))}:[/red] {escape(run.error)}")
             if run.hint:
-                err.print(f"  {run.hint}", markup=False)
+                err.print(f"  {for_student(run.hint, run.student)}", markup=False)
     table = Table(title=f"class {result.lab}", title_justify="left")
     for column in ("student", "host", "domain", "LB", "result"):
         table.add_column(column)
@@ -170,7 +170,7 @@ def print_runs(
         else:
             err.print(f"[red]error:[/red] {escape(run.error)}")
             if run.hint:
-                err.print(run.hint, markup=False)
+                err.print(for_student(run.hint, run.student), markup=False)
     failed = [run.student for run in runs if run.error]
     out.print(
         f"{title}: {len(runs) - len(failed)} of {len(runs)} student(s) done"

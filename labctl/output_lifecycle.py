@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
+from typing import Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +26,26 @@ _STATUS = {
 _VERB = {"save": "taken", "restore": "restored", "delete": "deleted"}
 
 
-def print_failures(err: Console, failures: list[StageFailure]) -> None:
+_LABCTL_COMMAND: Final = re.compile(r"`labctl ([a-z][^`]*)`")
+
+
+def for_student(text: str, student: str | None) -> str:
+    """Hints name single-lab commands; inside a class they must carry `--student NAME`, or
+    following them would act on every student."""
+    if not student:
+        return text
+
+    def scoped(match: re.Match[str]) -> str:
+        command, separator, rest = match.group(1).partition(" -- ")
+        scoped_command = f"{command} --student {student}"
+        return f"`labctl {scoped_command}{separator}{rest}`"
+
+    return _LABCTL_COMMAND.sub(scoped, text)
+
+
+def print_failures(
+    err: Console, failures: list[StageFailure], *, student: str | None = None
+) -> None:
     for failure in failures:
         where = f" [{failure.vm}]" if failure.vm else ""
         err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
@@ -33,7 +54,7 @@ def print_failures(err: Console, failures: list[StageFailure]) -> None:
             for line in failure.log_tail.rstrip().splitlines()[-40:]:
                 err.print(f"  | {line}", markup=False)
         if failure.hint:
-            err.print(f"  {failure.hint}", markup=False)
+            err.print(f"  {for_student(failure.hint, student)}", markup=False)
 
 
 def _serving(out: Console, domain: str, wiring: Wiring | None, seconds: float) -> None:

@@ -310,3 +310,18 @@ hosts:
     assert "10.77.2.1:3000" not in east.vms["cls-alice-lb"].site
     bob = next(r for r in result.students if r.student == "bob")
     assert bob.host == "west" and bob.result is not None and bob.result.lb_ip == "127.0.0.22"
+
+
+def test_hints_in_class_output_carry_the_student() -> None:
+    from labctl.output_lifecycle import for_student
+
+    hint = "Run `labctl down` (or multipass delete --purge x) and `labctl up` again."
+    assert for_student(hint, "s04") == (
+        "Run `labctl down --student s04` (or multipass delete --purge x) and "
+        "`labctl up --student s04` again."
+    )
+    exec_hint = "Full log: `labctl exec app1 -- sudo cat /var/log/cloud-init-output.log`"
+    assert for_student(exec_hint, "s04") == (
+        "Full log: `labctl exec app1 --student s04 -- sudo cat /var/log/cloud-init-output.log`"
+    )
+    assert for_student(hint, None) == hint
