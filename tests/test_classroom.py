@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -24,7 +25,7 @@ from labctl.ops.classroom_status import class_status
 from labctl.ops.classroom_up import class_up
 from labctl.render import VM_STATUS_COMMAND
 from tests.lab_world import hosts_file_resolver
-from tests.memory_multipass import MemoryMultipass
+from tests.memory_multipass import MemoryMultipass, MemoryVm
 
 VMS = """\
 vms:
@@ -175,6 +176,25 @@ hosts:
     assert sorted(placed.values()).count("big") == 6, placed
     again = {s: h.name for s, h in place(cctx, list(reversed(names)), persist=False).items()}
     assert again == placed
+
+
+def test_lost_placements_are_found_again_on_the_daemons(tmp_path: Path) -> None:
+    hosts = """\
+hosts:
+  - {name: big, address: "10.0.0.1:50051", cpus: 32, memory: 30G}
+  - {name: small, address: "10.0.0.2:50051", cpus: 8, memory: 20G}
+"""
+    daemons = Daemons()
+    cctx = class_context(tmp_path, class_text("[s0, s0-x, s1]", hosts), daemons)
+    # s0's VMs live on "small" although capacity would now put a new student on "big"
+    small = cast(MemoryMultipass, daemons("10.0.0.2:50051"))
+    for vm in cctx.lab.vms:
+        name = cctx.lab.for_student("s0").instance_name(vm)
+        small.vms[name] = MemoryVm(name, ipv4=["10.9.0.1"])
+    placed = {s: h.name for s, h in place(cctx, ["s0", "s0-x", "s1"], persist=True).items()}
+    assert placed["s0"] == "small"
+    assert placed["s0-x"] == "big" and placed["s1"] == "big"  # new students: by capacity
+    assert cctx.class_state.placements()["s0"] == "small"  # recorded for the next run
 
 
 def test_class_status_is_one_listing_per_host_and_checks_run_in_parallel(tmp_path: Path) -> None:

@@ -183,6 +183,12 @@ def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str
     by_name = {h.name: h for h in hosts}
     saved = cctx.class_state.placements()
     placed: dict[str, HostRef] = {s: by_name[h] for s, h in saved.items() if h in by_name}
+    unplaced = [s for s in students if s not in placed]
+    if unplaced and len(hosts) > 1:
+        rediscovered = _discover(cctx, unplaced, hosts)
+        placed.update(rediscovered)
+        if persist and rediscovered:
+            cctx.class_state.record_placements({s: h.name for s, h in rediscovered.items()})
     per_student = sum(size_in_bytes(cctx.lab.memory_of(vm)) for vm in cctx.lab.vms)
     capacity: dict[str, int | None] = {}
     for host in hosts:
@@ -213,6 +219,30 @@ def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str
     if persist and new:
         cctx.class_state.record_placements(new)
     return {s: placed[s] for s in students}
+
+
+def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> dict[str, HostRef]:
+    """Where these students' VMs already exist (class.json lost or deleted): one list per host.
+
+    Matches exact instance names, so a student "a" never claims student "a-b"'s VMs. A daemon
+    that does not answer is skipped; its students are placed as new ones.
+    """
+    wanted = {
+        cctx.lab.for_student(student).instance_name(vm): student
+        for student in students
+        for vm in cctx.lab.vms
+    }
+    found: dict[str, HostRef] = {}
+    for host in hosts:
+        try:
+            names = [inst.name for inst in cctx.multipass_for(host.address).list()]
+        except LabctlError:
+            continue
+        for name in names:
+            student = wanted.get(name)
+            if student is not None and student not in found:
+                found[student] = host
+    return found
 
 
 # --- fan-out ---------------------------------------------------------------------------------------
