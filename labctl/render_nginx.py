@@ -73,6 +73,10 @@ def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
     lb = lab.lb
     upstream = upstream_name(lab)
     lines = [_header(lab), f"upstream {upstream} {{"]
+    # Without a shared zone every worker keeps its own failure state (stack.md §1.1): a dead
+    # backend is then tried and failed once per worker, and a returning one is skipped by the
+    # workers that have not retried it yet. The zone makes all workers agree.
+    lines.append(f"    zone {upstream} 64k;")
     method = _METHOD_LINES[lb.method]
     if method:
         lines.append(f"    {method}")
