@@ -32,7 +32,7 @@ system-deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
 	  fi; \
 	  command -v pm2 >/dev/null 2>&1 || npm install --global --no-audit --no-fund pm2@7 >/dev/null; \
-	  echo "system packages: nginx $$(nginx -v 2>&1 | cut -d/ -f2), node $$(node --version), pm2 $$(pm2 --version 2>/dev/null | tail -n1), $$(cloud-init --version 2>&1)"; \
+	  echo "system packages: nginx $$(nginx -v 2>&1 | cut -d/ -f2), node $$(node --version), pm2 $$(npm ls --global --depth=0 pm2 2>/dev/null | grep -o "pm2@[0-9.]*" | cut -d@ -f2), $$(cloud-init --version 2>&1)"; \
 	else \
 	  echo "system-deps: not root or no apt-get; skipping (tests that need them will skip and say why)"; \
 	fi
