@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,6 +17,7 @@ from rich.table import Table
 from labctl.ops.context import Event
 from labctl.ops.down import DownResult
 from labctl.ops.drill import DrillResult, DrillStep
+from labctl.ops.failures import StageFailure
 from labctl.ops.plan import PlanResult
 from labctl.ops.status import StatusReport, VmStatus
 from labctl.ops.up import UpResult
@@ -39,6 +42,39 @@ def progress_printer(console: Console) -> Callable[[Event], None]:
     return show
 
 
+_LABCTL_COMMAND: Final = re.compile(r"`labctl ([a-z][^`]*)`")
+
+
+def for_student(text: str, student: str | None) -> str:
+    """Hints name single-lab commands; inside a class they must carry `--student NAME`, or
+    following them would act on every student."""
+    if not student:
+        return text
+
+    def scoped(match: re.Match[str]) -> str:
+        command, separator, rest = match.group(1).partition(" -- ")
+        scoped_command = f"{command} --student {student}"
+        return f"`labctl {scoped_command}{separator}{rest}`"
+
+    return _LABCTL_COMMAND.sub(scoped, text)
+
+
+def print_failures(
+    err: Console, failures: list[StageFailure], *, student: str | None = None
+) -> None:
+    hints: set[str] = set()
+    for failure in failures:
+        where = f" [{failure.vm}]" if failure.vm else ""
+        err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
+        if failure.log_tail.strip():
+            err.print("  last log lines:", markup=False)
+            for line in failure.log_tail.rstrip().splitlines()[-40:]:
+                err.print(f"  | {line}", markup=False)
+        if failure.hint and failure.hint not in hints:  # e.g. daemon down: once, not per VM
+            hints.add(failure.hint)
+            err.print(f"  {for_student(failure.hint, student)}", markup=False)
+
+
 def print_up(out: Console, err: Console, result: UpResult) -> None:
     if result.vms:
         table = Table(title=f"lab {result.lab}", title_justify="left")
@@ -49,17 +85,7 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         out.print(table)
     if result.hosts and not result.hosts.managed:
         out.print(f"Add this line to {escape(result.hosts.path)}:\n  {escape(result.hosts.line)}")
-    hints: set[str] = set()
-    for failure in result.failures:
-        where = f" [{failure.vm}]" if failure.vm else ""
-        err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
-        if failure.log_tail.strip():
-            err.print("  last log lines:", markup=False)
-            for line in failure.log_tail.rstrip().splitlines()[-40:]:
-                err.print(f"  | {line}", markup=False)
-        if failure.hint and failure.hint not in hints:  # e.g. daemon down: once, not per VM
-            hints.add(failure.hint)
-            err.print(f"  {failure.hint}", markup=False)
+    print_failures(err, result.failures)
     if result.failures:
         ready = [vm.vm for vm in result.vms]
         err.print(

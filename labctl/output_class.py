@@ -15,7 +15,7 @@ from rich.table import Table
 from labctl.ops.classroom import StudentRun
 from labctl.ops.classroom_status import ClassStatus, cell_of
 from labctl.ops.classroom_up import ClassUpResult, HostCapacity, failed_stage
-from labctl.output_lifecycle import for_student, print_failures
+from labctl.output import for_student, print_failures
 
 T = TypeVar("T")
 _STATUS = {

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
-from typing import Final
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from labctl.ops.doctor import DoctorReport
-from labctl.ops.failures import StageFailure
 from labctl.ops.reset import ResetResult
 from labctl.ops.snapshot import SnapshotList, SnapshotOutcome
 from labctl.ops.wire import Wiring
+from labctl.output import print_failures
 
 _STATUS = {
     "ok": "[green]ok  [/green]",
@@ -24,37 +22,6 @@ _STATUS = {
     "skip": "[dim]skip[/dim]",
 }
 _VERB = {"save": "taken", "restore": "restored", "delete": "deleted"}
-
-
-_LABCTL_COMMAND: Final = re.compile(r"`labctl ([a-z][^`]*)`")
-
-
-def for_student(text: str, student: str | None) -> str:
-    """Hints name single-lab commands; inside a class they must carry `--student NAME`, or
-    following them would act on every student."""
-    if not student:
-        return text
-
-    def scoped(match: re.Match[str]) -> str:
-        command, separator, rest = match.group(1).partition(" -- ")
-        scoped_command = f"{command} --student {student}"
-        return f"`labctl {scoped_command}{separator}{rest}`"
-
-    return _LABCTL_COMMAND.sub(scoped, text)
-
-
-def print_failures(
-    err: Console, failures: list[StageFailure], *, student: str | None = None
-) -> None:
-    for failure in failures:
-        where = f" [{failure.vm}]" if failure.vm else ""
-        err.print(f"[red]✗ {escape(failure.stage)}{escape(where)}:[/red] {escape(failure.message)}")
-        if failure.log_tail.strip():
-            err.print("  last log lines:", markup=False)
-            for line in failure.log_tail.rstrip().splitlines()[-40:]:
-                err.print(f"  | {line}", markup=False)
-        if failure.hint:
-            err.print(f"  {for_student(failure.hint, student)}", markup=False)
 
 
 def _serving(out: Console, domain: str, wiring: Wiring | None, seconds: float) -> None:

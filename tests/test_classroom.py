@@ -333,7 +333,7 @@ hosts:
 
 
 def test_hints_in_class_output_carry_the_student() -> None:
-    from labctl.output_lifecycle import for_student
+    from labctl.output import for_student
 
     hint = "Run `labctl down` (or multipass delete --purge x) and `labctl up` again."
     assert for_student(hint, "s04") == (
