@@ -168,7 +168,7 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
                 (("aliases", i), f"{alias!r} is listed twice (domain and aliases must differ)")
             )
     found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
-    found += [(("lb", *p), m) for p, m in _check_lb(lab.lb, len(lab.app_vms))]
+    found += [(("lb", *p), m) for p, m in _check_lb(lab.lb)]
     return found
 
 
@@ -217,7 +217,7 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
     return found
 
 
-def _check_lb(lb: LoadBalancer, app_count: int) -> list[tuple[Path_, str]]:
+def _check_lb(lb: LoadBalancer) -> list[tuple[Path_, str]]:
     if lb.read_timeout < lb.connect_timeout:
         return [(("read_timeout",), "should not be shorter than connect_timeout")]
     return []

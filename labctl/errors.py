@@ -71,25 +71,6 @@ class ForeignInstanceError(LabctlError):
     """An instance with a lab VM's name exists but does not belong to this lab."""
 
 
-class StageError(LabctlError):
-    """A stage of `up` (or another use case) failed for one VM or for the lab."""
-
-    def __init__(
-        self,
-        stage: str,
-        message: str,
-        *,
-        vm: str | None = None,
-        log_tail: str = "",
-        hint: str | None = None,
-    ) -> None:
-        where = f"{stage} [{vm}]" if vm else stage
-        super().__init__(f"{where}: {message}", hint=hint)
-        self.stage = stage
-        self.vm = vm
-        self.log_tail = log_tail
-
-
 class ProbeTimeoutError(LabctlError):
     """A readiness probe ran out of time; names what was checked and the last result."""
 

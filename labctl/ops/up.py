@@ -203,12 +203,14 @@ def bring_up_vms(
             cancel.set()
             raise
         except LabctlError as exc:
-            ctx.emit(getattr(exc, "stage", "launch"), "fail", exc.message, vm=vm.name)
+            # _StageError says which stage failed; any other error came from the launch itself
+            stage = exc.stage if isinstance(exc, _StageError) else "launch"
+            ctx.emit(stage, "fail", exc.message, vm=vm.name)
             return StageFailure(
-                getattr(exc, "stage", "launch"),
+                stage,
                 exc.message,
                 vm=vm.name,
-                log_tail=getattr(exc, "log_tail", ""),
+                log_tail=exc.log_tail if isinstance(exc, _StageError) else "",
                 hint=exc.hint,
             )
 
@@ -286,6 +288,8 @@ def _bring_up(
 
 
 class _StageError(LabctlError):
+    """A VM's pipeline failed at `stage` (launch or cloud-init); becomes that VM's StageFailure."""
+
     def __init__(self, stage: str, cause: LabctlError, log_tail: str = "") -> None:
         super().__init__(cause.message, hint=cause.hint)
         self.stage = stage
