@@ -18,10 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from labctl.errors import (
-    CommandTimeoutError,
-    LaunchTimeoutError,
     MultipassError,
-    MultipassNotFoundError,
 )
 from labctl.multipass_errors import (
     InstanceExistsError,
@@ -31,9 +28,11 @@ from labctl.multipass_errors import (
     display,
     is_own_exec_error,
     missing_instances,
+    not_found_error,
     stderr_tail,
     subcommand,
     summarize_stderr,
+    timeout_error,
 )
 from labctl.multipass_parse import (
     ExecResult,
@@ -89,19 +88,6 @@ _Argv = list[str]
 _Instances = list[Instance]
 _Snapshots = list[Snapshot]
 
-_INSTALL_HINT: Final = (
-    "Install Multipass: Linux `sudo snap install multipass`; "
-    "macOS `brew install --cask multipass`; Windows the installer from "
-    "https://canonical.com/multipass or `winget install Canonical.Multipass`. "
-    "If it is installed elsewhere, point LABCTL_MULTIPASS at the executable."
-)
-_WEDGED_HINT: Final = (
-    "multipassd may be wedged (multipass #5080): check whether `multipass list` answers; if not, "
-    "restart the daemon (Linux: `sudo snap restart multipass`; macOS: `sudo launchctl kickstart -k "
-    "system/com.canonical.multipassd`; Windows: restart the Multipass service) and purge any "
-    "half-built instance with `multipass delete --purge NAME`."
-)
-
 
 def _whole_seconds(timeout: float) -> int:
     # multipass wants a positive integer, else exit 1 "--timeout value has to be ..." (§2.1).
@@ -140,13 +126,6 @@ class Multipass:
     def _full_env(self) -> dict[str, str]:
         return {**os.environ, **self._env}
 
-    def _not_found(self, exc: OSError) -> MultipassNotFoundError:
-        return MultipassNotFoundError(
-            f"cannot run multipass ({self._executable!r}): {exc.strerror or exc}",
-            argv=[self._executable],
-            hint=_INSTALL_HINT,
-        )
-
     def _run(
         self,
         args: Sequence[str],
@@ -173,38 +152,15 @@ class Multipass:
         try:
             proc = self._runner(argv, **kwargs)
         except (FileNotFoundError, PermissionError) as exc:
-            raise self._not_found(exc) from exc
+            raise not_found_error(self._executable, exc) from exc
         except subprocess.TimeoutExpired as exc:
-            raise self._timed_out(argv, timeout, exc) from exc
+            raise timeout_error(argv, timeout, exc.stderr) from exc
         _LOG.debug("%s exited %d", subcommand(argv), proc.returncode)
         if check and proc.returncode != 0:
             # Unknown commands are reported on stdout (§1.6).
             text = proc.stderr if (proc.stderr or "").strip() else (proc.stdout or "")
             raise classify_failure(argv, proc.returncode, text)
         return proc
-
-    def _timed_out(
-        self, argv: _Argv, timeout: float, exc: subprocess.TimeoutExpired
-    ) -> MultipassError:
-        partial = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        partial = exc.stderr if isinstance(exc.stderr, str) else partial
-        name = _name_option(argv)
-        if subcommand(argv) == "launch" and name:
-            # Past the client's own --timeout: the daemon is stuck and keeps the instance (§2.1).
-            return LaunchTimeoutError(
-                f"launching {name}: `{display(argv)}` did not answer within {timeout:.0f} s; "
-                f"multipass left the instance {name} behind",
-                argv=argv,
-                stderr=stderr_tail(partial),
-                hint=f"Remove it with `labctl down` or `multipass delete --purge {name}`. "
-                + _WEDGED_HINT,
-            )
-        return CommandTimeoutError(
-            f"`{display(argv)}` did not answer within {timeout:.0f} s",
-            argv=argv,
-            stderr=stderr_tail(partial),
-            hint=_WEDGED_HINT,
-        )
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -392,12 +348,5 @@ class Multipass:
         try:
             proc = self._runner(argv, env=self._full_env(), check=False)
         except (FileNotFoundError, PermissionError) as exc:
-            raise self._not_found(exc) from exc
+            raise not_found_error(self._executable, exc) from exc
         return proc.returncode
-
-
-def _name_option(argv: list[str]) -> str | None:
-    try:
-        return argv[argv.index("--name") + 1]
-    except (ValueError, IndexError):
-        return None

@@ -12,7 +12,13 @@ import shlex
 from collections.abc import Callable
 from typing import Final
 
-from labctl.errors import DaemonUnreachableError, LaunchTimeoutError, MultipassError
+from labctl.errors import (
+    CommandTimeoutError,
+    DaemonUnreachableError,
+    LaunchTimeoutError,
+    MultipassError,
+    MultipassNotFoundError,
+)
 
 STDERR_TAIL_LINES: Final = 10
 _LOG_LINE_RE: Final = re.compile(r"^\[[^\]]*\] \[(\w+)\] \[[^\]]*\] (.*)$")
@@ -246,4 +252,49 @@ def _launch_timeout(
         f"launching {name} timed out ({why}); multipass left the instance {name} behind",
         f"{extra} Remove it with `labctl down` or `multipass delete --purge {name}` before "
         "launching again, or raise the launch timeout.",
+    )
+
+
+_INSTALL_HINT: Final = (
+    "Install Multipass: Linux `sudo snap install multipass`; "
+    "macOS `brew install --cask multipass`; Windows the installer from "
+    "https://canonical.com/multipass or `winget install Canonical.Multipass`. "
+    "If it is installed elsewhere, point LABCTL_MULTIPASS at the executable."
+)
+_HUNG_CALL_HINT: Final = (
+    "multipassd may be wedged (multipass #5080): check whether `multipass list` answers; if not, "
+    "restart the daemon (Linux: `sudo snap restart multipass`; macOS: `sudo launchctl kickstart -k "
+    "system/com.canonical.multipassd`; Windows: restart the Multipass service) and purge any "
+    "half-built instance with `multipass delete --purge NAME`."
+)
+
+
+def not_found_error(executable: str, exc: OSError) -> MultipassNotFoundError:
+    """The multipass executable could not be started."""
+    return MultipassNotFoundError(
+        f"cannot run multipass ({executable!r}): {exc.strerror or exc}",
+        argv=[executable],
+        hint=_INSTALL_HINT,
+    )
+
+
+def timeout_error(argv: list[str], timeout: float, output: bytes | str | None) -> MultipassError:
+    """A multipass call labctl had to give up on after `timeout` seconds (`output`: its stderr)."""
+    partial = output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+    name = _option(argv, "--name")
+    if subcommand(argv) == "launch" and name:
+        # Past the client's own --timeout: the daemon is stuck and keeps the instance (§2.1).
+        return LaunchTimeoutError(
+            f"launching {name}: `{display(argv)}` did not answer within {timeout:.0f} s; "
+            f"multipass left the instance {name} behind",
+            argv=argv,
+            stderr=stderr_tail(partial),
+            hint=f"Remove it with `labctl down` or `multipass delete --purge {name}`. "
+            + _HUNG_CALL_HINT,
+        )
+    return CommandTimeoutError(
+        f"`{display(argv)}` did not answer within {timeout:.0f} s",
+        argv=argv,
+        stderr=stderr_tail(partial),
+        hint=_HUNG_CALL_HINT,
     )
