@@ -37,8 +37,8 @@ from pathlib import Path
 
 from _common import machine_line, print_table
 
-from labctl.config import parse_lab
-from labctl.render import LB_APPLY_COMMAND, Backend, render_nginx_site
+from labctl.config.load import parse_lab
+from labctl.render.userdata import LB_APPLY_COMMAND, Backend, render_nginx_site
 from tests.conftest import sim_unavailable_reason
 from tests.e2e.harness import SimLab, _free_subnet, _leftovers
 from tests.fake_multipass.fixture import FakeMultipass

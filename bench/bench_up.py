@@ -31,7 +31,7 @@ from _common import (
 )
 from _common import labctl_env as make_env
 
-from labctl.config import parse_lab
+from labctl.config.load import parse_lab
 from labctl.model import Lab
 from tests.fake_multipass.fixture import FakeMultipass
 

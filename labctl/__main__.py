@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from labctl.cli import app
+from labctl.cli.main import app
 
 app(prog_name="labctl")

@@ -1,4 +1,4 @@
-"""The one error hierarchy. `cli.py` is the only place that catches it and turns it into output."""
+"""The one error hierarchy. `cli/app.py` (`guard`) is the only place that catches it and turns it into output."""
 
 from __future__ import annotations
 

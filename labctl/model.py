@@ -1,7 +1,7 @@
-"""The lab model: what lab.yaml may say, as frozen pydantic models. Loading lives in `config.py`.
+"""The lab model: what lab.yaml may say, as frozen pydantic models. Loading lives in `config/load.py`.
 
 Field-level rules live here (names, sizes, durations); rules that relate several fields (exactly one
-LB, unique VM names, ports that collide) live in `config.py`, so each is reported with its own path.
+LB, unique VM names, ports that collide) live in `config/load.py`, so each is reported with its own path.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.config import LabFile, parse_lab
+from labctl.config.load import LabFile, parse_lab
+from labctl.host.state import LabState
 from labctl.ops.context import Event, LabContext
-from labctl.state import LabState
 from tests.memory_multipass import MemoryMultipass
 
 APP_IPS = {"hello-app1": "10.77.0.11", "hello-app2": "10.77.0.12", "hello-app3": "10.77.0.13"}

@@ -1,4 +1,4 @@
-"""An in-memory stand-in for labctl.multipass.Multipass, for orchestrator unit tests.
+"""An in-memory stand-in for labctl.multipass.adapter.Multipass, for orchestrator unit tests.
 
 It records every call and keeps instance states; exec answers the few commands labctl runs.
 The subprocess-level fake (tests/fake_multipass) covers the real CLI contract; this one keeps the
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labctl.errors import LaunchTimeoutError, MultipassError
-from labctl.multipass import (
+from labctl.multipass.adapter import (
     ExecResult,
     Instance,
     InstanceNotFoundError,
@@ -23,7 +23,7 @@ from labctl.multipass import (
     SnapshotsUnsupportedError,
     VersionInfo,
 )
-from labctl.render import INSTANCE_MARKER_PATH, LB_APPLY_COMMAND, VM_STATUS_COMMAND
+from labctl.render.userdata import INSTANCE_MARKER_PATH, LB_APPLY_COMMAND, VM_STATUS_COMMAND
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from labctl.errors import ConfigError, LabctlError
-from labctl.hostinfo import HostResources, mem_available, storage_dir
+from labctl.host.resources import HostResources, mem_available, storage_dir
 from labctl.ops.access import exec_in, logs, shell
 from labctl.ops.doctor import doctor
 from labctl.ops.up import up
-from labctl.render import app_log_command, cloud_init_log_command, nginx_log_command
+from labctl.render.userdata import app_log_command, cloud_init_log_command, nginx_log_command
 from tests.lab_world import World
 
 GIB = 1024**3

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from labctl.cli import app
-from labctl.render import APP_ENV_PATH, ECOSYSTEM_PATH
+from labctl.cli.main import app
+from labctl.render.userdata import APP_ENV_PATH, ECOSYSTEM_PATH
 from tests.fake_multipass.fixture import FakeMultipass
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "bad_labs"

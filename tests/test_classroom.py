@@ -16,14 +16,14 @@ from typing import cast
 
 import pytest
 
-from labctl.config import LabFile, parse_lab
+from labctl.config.load import LabFile, parse_lab
 from labctl.errors import ConfigError
-from labctl.hostinfo import HostResources
-from labctl.multipass import ExecResult, Multipass
-from labctl.ops.classroom import ClassContext, place, select_students
-from labctl.ops.classroom_status import class_status
-from labctl.ops.classroom_up import class_up
-from labctl.render import VM_STATUS_COMMAND
+from labctl.host.resources import HostResources
+from labctl.multipass.adapter import ExecResult, Multipass
+from labctl.ops.classroom.contexts import ClassContext, place, select_students
+from labctl.ops.classroom.status import class_status
+from labctl.ops.classroom.up import class_up
+from labctl.render.userdata import VM_STATUS_COMMAND
 from tests.lab_world import hosts_file_resolver
 from tests.memory_multipass import MemoryMultipass, MemoryVm
 
@@ -333,7 +333,7 @@ hosts:
 
 
 def test_hints_in_class_output_carry_the_student() -> None:
-    from labctl.output import for_student
+    from labctl.cli.output import for_student
 
     hint = "Run `labctl down` (or multipass delete --purge x) and `labctl up` again."
     assert for_student(hint, "s04") == (

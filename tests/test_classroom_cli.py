@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from labctl.cli import app
+from labctl.cli.main import app
 from tests.fake_multipass.fixture import FakeMultipass
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labctl.cli import app
+from labctl.cli.main import app
 from tests.fake_multipass.fixture import FakeMultipass
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.config import dotted, json_schema, load_lab, parse_lab
+from labctl.config.load import dotted, json_schema, load_lab, parse_lab
 from labctl.errors import ConfigError
 from labctl.model import parse_duration, size_in_bytes
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from labctl.cli import app
+from labctl.cli.main import app
 from tests.fake_multipass.fixture import FakeMultipass
 
 # Small waits keep the matrix fast; `check` bounds status's per-VM exec (waits.check).
@@ -332,7 +332,7 @@ def test_disk_full_while_writing_the_hosts_file_injected(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)  # the os module labctl.hosts writes through
+    monkeypatch.setattr(os, "fsync", fsync)  # the os module labctl.host.hostsfile writes through
     _assert_hosts_disk_full(world)
     monkeypatch.undo()
     world.assert_converges()

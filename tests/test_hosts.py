@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from labctl import hosts, privileged
 from labctl.errors import HostsFileError
-from labctl.hosts import apply_block, managed_entries, render_block, update_hosts
+from labctl.host import hostsfile as hosts
+from labctl.host import privileged
+from labctl.host.hostsfile import apply_block, managed_entries, render_block, update_hosts
 
 ORIGINAL = "127.0.0.1\tlocalhost\n# my own comment\n10.9.9.9   printer.home   # keep me\n"
 

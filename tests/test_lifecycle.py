@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from labctl.config import LabFile, parse_lab
+from labctl.config.load import LabFile, parse_lab
 from labctl.errors import ConfigError, LabBusyError, MultipassError
-from labctl.hostinfo import HostResources
+from labctl.host.resources import HostResources
 from labctl.ops.doctor import PreflightError
 from labctl.ops.reset import reset
 from labctl.ops.snapshot import (

@@ -1,4 +1,4 @@
-"""labctl.multipass: pure parsers on recorded output, and the adapter with an injected runner."""
+"""labctl.multipass.adapter: pure parsers on recorded output, and the adapter with an injected runner."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from labctl.errors import (
     MultipassError,
     MultipassNotFoundError,
 )
-from labctl.multipass import (
+from labctl.multipass.adapter import (
     LAUNCH_GRACE,
     OPERATION_TIMEOUT,
     ExecResult,
@@ -389,7 +389,7 @@ def test_launch_without_launched_line_raises(run: Any, mp: Multipass) -> None:
 def test_launch_never_logs_cloud_init(
     run: Any, mp: Multipass, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="labctl.multipass")
+    caplog.set_level(logging.DEBUG, logger="labctl.multipass.adapter")
     run.return_value = done("Launched: web1\n")
     mp.launch(
         name="web1", image="lts", cpus=1, memory="1G", disk="5G",
@@ -415,7 +415,7 @@ def test_exec_returns_remote_code_without_raising(run: Any, mp: Multipass) -> No
 def test_exec_stdin_goes_to_input_and_is_not_logged(
     run: Any, mp: Multipass, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="labctl.multipass")
+    caplog.set_level(logging.DEBUG, logger="labctl.multipass.adapter")
     mp.exec("web1", ["tee", "/etc/app.env"], stdin="TOKEN=s3cr3t", timeout=5)
     assert kwargs_of(run)["input"] == "TOKEN=s3cr3t"
     assert "stdin" not in kwargs_of(run)

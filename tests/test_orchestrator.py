@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from labctl.errors import DaemonUnreachableError, ForeignInstanceError, LaunchTimeoutError
+from labctl.host.state import LabState
 from labctl.ops.down import down
 from labctl.ops.plan import plan
 from labctl.ops.status import status
 from labctl.ops.up import up
-from labctl.state import LabState
 from tests.lab_world import APP_IPS, healthy_vm_status
 from tests.memory_multipass import MemoryVm
 
@@ -265,8 +265,8 @@ def test_plan_lists_the_launches_in_order_without_launching(make_world) -> None:
 def test_down_that_cannot_write_the_hosts_file_says_the_vms_are_gone(
     make_world, monkeypatch
 ) -> None:
-    from labctl import hosts as hosts_module
     from labctl.errors import HostsFileError
+    from labctl.host import hostsfile as hosts_module
 
     world = make_world()
     assert up(world.ctx).ok

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from labctl.errors import ProbeTimeoutError
-from labctl.probes import check_domain, hammer, http_get, last_upstream, wait_until
+from labctl.host.probes import check_domain, hammer, http_get, last_upstream, wait_until
 
 
 class _Handler(BaseHTTPRequestHandler):

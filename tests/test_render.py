@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl import render, render_app, render_nginx
-from labctl.assets import ASSET_FILES, Assets, read_assets
-from labctl.config import load_lab, parse_lab
+from labctl.config.load import load_lab, parse_lab
 from labctl.errors import ConfigError, LabctlError
 from labctl.model import Lab, Vm
-from labctl.render import (
+from labctl.render import app as render_app
+from labctl.render import nginx as render_nginx
+from labctl.render import userdata as render
+from labctl.render.assets import ASSET_FILES, Assets, read_assets
+from labctl.render.userdata import (
     APP_LOG_COMMAND,
     CLOUD_INIT_LOG_COMMAND,
     INSTANCE_MARKER_PATH,

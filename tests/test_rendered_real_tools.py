@@ -23,10 +23,15 @@ from typing import Any
 
 import pytest
 
-from labctl.assets import Assets, read_assets
-from labctl.config import parse_lab
+from labctl.config.load import parse_lab
 from labctl.model import Lab
-from labctl.render import Backend, render_nginx_site, render_placeholder_site, render_user_data
+from labctl.render.assets import Assets, read_assets
+from labctl.render.userdata import (
+    Backend,
+    render_nginx_site,
+    render_placeholder_site,
+    render_user_data,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ASSET_DIR = REPO / "cloud-init"

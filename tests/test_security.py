@@ -24,15 +24,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labctl.assets import read_assets
-from labctl.cli import app
-from labctl.config import load_lab, parse_lab
+from labctl.cli.main import app
+from labctl.config.load import load_lab, parse_lab
 from labctl.errors import ConfigError
-from labctl.hosts import update_hosts
+from labctl.host.hostsfile import update_hosts
+from labctl.host.state import LabState
 from labctl.model import Lab
-from labctl.multipass import Multipass
+from labctl.multipass.adapter import Multipass
 from labctl.ops.up import app_archive
-from labctl.render import (
+from labctl.render.assets import read_assets
+from labctl.render.nginx import Backend
+from labctl.render.userdata import (
     APP_CONF_PATH,
     APP_ENV_PATH,
     ECOSYSTEM_PATH,
@@ -42,8 +44,6 @@ from labctl.render import (
     render_placeholder_site,
     render_user_data,
 )
-from labctl.render_nginx import Backend
-from labctl.state import LabState
 from tests.fake_multipass.fixture import FakeMultipass
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from typing import Final, Literal
 from labctl.errors import ConfigError, LabctlError
 from labctl.model import Vm
 from labctl.ops.context import LabContext, classify_instances
-from labctl.render import APP_LOG_COMMAND, CLOUD_INIT_LOG_COMMAND, NGINX_LOG_COMMAND
+from labctl.render.userdata import APP_LOG_COMMAND, CLOUD_INIT_LOG_COMMAND, NGINX_LOG_COMMAND
 
 LogKind = Literal["cloud-init", "pm2", "nginx"]
 LOG_COMMANDS: Final[dict[str, Callable[[int], list[str]]]] = {

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from labctl import privileged
-from labctl.config import LabFile
+from labctl.config.load import LabFile
 from labctl.errors import DaemonUnreachableError, MultipassError
-from labctl.hostinfo import HostResources, host_resources
-from labctl.hosts import hosts_path
+from labctl.host import privileged
+from labctl.host.hostsfile import hosts_path
+from labctl.host.probes import Resolver, resolve
+from labctl.host.resources import HostResources, host_resources
+from labctl.host.state import LabState, LockHolder, state_dir
 from labctl.model import Lab, Vm
-from labctl.multipass import MIN_VERSION, Instance, Multipass
-from labctl.probes import Resolver, resolve
-from labctl.render import INSTANCE_MARKER_PATH
-from labctl.state import LabState, LockHolder, state_dir
+from labctl.multipass.adapter import MIN_VERSION, Instance, Multipass
+from labctl.render.userdata import INSTANCE_MARKER_PATH
 
 EventKind = Literal["start", "done", "fail", "info", "skip"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from labctl.errors import LabctlError, MultipassError
-from labctl.hostinfo import HostResources
-from labctl.hosts import managed_entries, read_hosts
+from labctl.host.hostsfile import managed_entries, read_hosts
+from labctl.host.resources import HostResources
 from labctl.model import Vm, size_in_bytes
-from labctl.multipass import MIN_VERSION, SNAPSHOT_MIN_VERSION
+from labctl.multipass.adapter import MIN_VERSION, SNAPSHOT_MIN_VERSION
 from labctl.ops.context import LabContext
 
 CheckStatus = Literal["ok", "warn", "fail", "skip"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labctl.errors import HostsFileError
-from labctl.hosts import update_hosts
+from labctl.host.hostsfile import update_hosts
 from labctl.ops.context import LabContext, classify_instances
 
 

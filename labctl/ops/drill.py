@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from labctl.errors import ConfigError, LabctlError, ProbeTimeoutError
+from labctl.host.probes import Tally, hammer
 from labctl.model import Vm
 from labctl.ops.context import LabContext
 from labctl.ops.status import status
 from labctl.ops.wire import wait_serving
-from labctl.probes import Tally, hammer
 
 Mode = Literal["app", "vm", "freeze"]
 ALL_DOWN_REQUESTS: Final = 20

@@ -9,7 +9,7 @@ from typing import Final
 from labctl.errors import MultipassError
 from labctl.model import Vm
 from labctl.ops.context import LabContext
-from labctl.render import CLOUD_INIT_LOG_COMMAND
+from labctl.render.userdata import CLOUD_INIT_LOG_COMMAND
 
 TAIL_LINES: Final = 40
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labctl.errors import MultipassError
-from labctl.hosts import entry_line
+from labctl.host.hostsfile import entry_line
 from labctl.ops.context import LabContext, classify_instances
-from labctl.render import LB_APPLY_COMMAND
+from labctl.render.userdata import LB_APPLY_COMMAND
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,11 @@ from typing import Any, Final
 
 from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
 from labctl.model import NAME_RE, Vm
-from labctl.multipass import OPERATION_TIMEOUT, SNAPSHOT_MIN_VERSION, SnapshotsUnsupportedError
+from labctl.multipass.adapter import (
+    OPERATION_TIMEOUT,
+    SNAPSHOT_MIN_VERSION,
+    SnapshotsUnsupportedError,
+)
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.wire import Wiring, wire_and_wait
 

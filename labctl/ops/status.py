@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from labctl.errors import CommandTimeoutError, MultipassError
+from labctl.host.probes import DomainCheck, check_domain
 from labctl.model import Vm
-from labctl.multipass import Instance
+from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext
-from labctl.probes import DomainCheck, check_domain
-from labctl.render import VM_STATUS_COMMAND
+from labctl.render.userdata import VM_STATUS_COMMAND
 
 _CLOUD_INIT_OK: Final = {"done", "degraded done"}
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from labctl.assets import Assets, read_assets
-from labctl.config import LabFile
+from labctl.config.load import LabFile
 from labctl.errors import (
     CommandTimeoutError,
     ConfigError,
@@ -27,15 +26,16 @@ from labctl.errors import (
     LabctlError,
     MultipassError,
 )
+from labctl.host.probes import DomainCheck
 from labctl.model import Vm
-from labctl.multipass import Instance
+from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
 from labctl.ops.snapshot import take_baseline
 from labctl.ops.wire import HostsOutcome, wire_and_wait
-from labctl.probes import DomainCheck
-from labctl.render import render_user_data
+from labctl.render.assets import Assets, read_assets
+from labctl.render.userdata import render_user_data
 
 MAX_ARCHIVE_BYTES: Final = 8 * 1024 * 1024
 _SKIP_DIRS: Final = {"node_modules", ".git", ".labctl", "__pycache__"}

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from labctl.errors import HostsFileError, ProbeTimeoutError
-from labctl.hosts import entry_line, render_block, update_hosts
+from labctl.host.hostsfile import entry_line, render_block, update_hosts
+from labctl.host.probes import DomainCheck, check_domain, wait_until
 from labctl.ops.context import LabContext
 from labctl.ops.failures import StageFailure, log_tail
-from labctl.probes import DomainCheck, check_domain, wait_until
-from labctl.render import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend, render_nginx_site
+from labctl.render.userdata import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend, render_nginx_site
 
 
 @dataclass(frozen=True)

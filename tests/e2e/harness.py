@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from labctl.probes import Tally, hammer
+from labctl.host.probes import Tally, hammer
 from tests.conftest import skip_or_fail_without_sim
 from tests.fake_multipass.fixture import FakeMultipass
 

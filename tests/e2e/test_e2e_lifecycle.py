@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.probes import Tally
+from labctl.host.probes import Tally
 from tests.e2e.harness import SimLab
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.config import parse_lab
-from labctl.probes import http_get
-from labctl.render import LB_APPLY_COMMAND, Backend, render_nginx_site
+from labctl.config.load import parse_lab
+from labctl.host.probes import http_get
+from labctl.render.userdata import LB_APPLY_COMMAND, Backend, render_nginx_site
 from tests.e2e.harness import SimLab
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]

@@ -1,11 +1,10 @@
-"""A class: one lab per student, run as a fan-out of the ordinary use cases.
+"""A class turned into per-student contexts: the one place that knows students, hosts and placement.
 
 `lab.yaml`'s `class:` section expands into one `Lab` per student (`Lab.for_student`: name
-`<lab>-<student>`, domain from the pattern, same VMs/app/lb/waits). Every class command runs the
-existing use case (up, status, down, reset, snapshot, drill) once per selected student, in
-parallel, each with its own `LabContext`: its own state dir and a `Multipass` bound to the daemon
-the student is placed on (`MULTIPASS_SERVER_ADDRESS`). Results come back per student; nothing is
-printed here.
+`<lab>-<student>`, domain from the pattern, same VMs/app/lb/waits). `ClassContext.student_context`
+makes each student's `LabContext`: its own state dir and a `Multipass` bound to the daemon the
+student is placed on (`MULTIPASS_SERVER_ADDRESS`). `lab_context` is what a command that acts on
+one lab gets: the lab's own context, or the one student's in a class.
 
 Placement (`place`): students are spread over `hosts:` by free capacity and the choice is kept in
 the class's state dir (`class.json`), so a student's lab stays on its host across runs.
@@ -16,25 +15,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Final, cast
 
-from labctl import privileged
-from labctl.config import LabFile
+from labctl.config.load import LabFile
 from labctl.errors import ConfigError, LabctlError
-from labctl.hostinfo import HostResources, host_resources
-from labctl.hosts import hosts_path
+from labctl.host import privileged
+from labctl.host.hostsfile import hosts_path
+from labctl.host.probes import Resolver, resolve
+from labctl.host.resources import HostResources, host_resources
+from labctl.host.state import LabState, state_dir
 from labctl.model import Lab, MultipassHost, size_in_bytes
-from labctl.multipass import Instance, Multipass
+from labctl.multipass.adapter import Multipass
 from labctl.ops.context import Event, LabContext
-from labctl.probes import Resolver, resolve
-from labctl.state import LabState, state_dir
 
 LOCAL_HOST: Final = "local"  # the host name when lab.yaml lists no hosts: the local daemon
-MAX_STUDENT_THREADS: Final = 64
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -245,108 +241,31 @@ def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> 
     return found
 
 
-# --- fan-out ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StudentRun(Generic[T]):
-    """One student's outcome of a class command: the use case's result, or the error it raised."""
-
-    student: str
-    host: str
-    address: str | None
-    lab: str
-    domain: str
-    result: T | None = None
-    error: str = ""
-    hint: str = ""
-    exit_code: int = 0
-
-
-class SharedListing:
-    """`Multipass` with `list()` answered once for every student on the same host (class status)."""
-
-    def __init__(self, inner: Multipass) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-        self._done = False
-        self._instances: list[Instance] = []
-        self._error: LabctlError | None = None
-
-    def list(self) -> list[Instance]:
-        with self._lock:
-            if not self._done:
-                try:
-                    self._instances = self._inner.list()
-                except LabctlError as exc:
-                    self._error = exc
-                self._done = True
-        if self._error is not None:
-            raise self._error
-        return list(self._instances)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def fan_out(
-    cctx: ClassContext,
-    students: list[str],
-    work: Callable[[LabContext], T],
-    *,
-    placement: dict[str, HostRef] | None = None,
-    shared_listing: bool = False,
-    launch_slots: threading.BoundedSemaphore | None = None,
-    on_interrupt: Callable[[], None] | None = None,
-) -> list[StudentRun[T]]:
-    """Run `work` on each student's LabContext in parallel; a LabctlError is that student's
-    outcome, never the class's. Results in roster order."""
-    placement = placement if placement is not None else place(cctx, students, persist=False)
-    adapters: dict[str, Multipass] = {}
-    if shared_listing:
-        for host in {placement[s].name: placement[s] for s in students}.values():
-            shared = SharedListing(cctx.multipass_for(host.address))
-            adapters[host.name] = cast(Multipass, shared)
-
-    def one(student: str) -> StudentRun[T]:
-        host = placement[student]
-        ctx = cctx.student_context(
-            student, host, multipass=adapters.get(host.name), launch_slots=launch_slots
-        )
-        base = StudentRun[T](student, host.name, host.address, ctx.lab.name, ctx.lab.domain)
-        try:
-            return replace(base, result=work(ctx))
-        except LabctlError as exc:
-            return replace(base, error=exc.message, hint=exc.hint or "", exit_code=exc.exit_code)
-
-    if not students:
-        return []
-    workers = min(MAX_STUDENT_THREADS, len(students))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="student") as pool:
-        futures = [pool.submit(one, student) for student in students]
-        try:
-            return [future.result() for future in futures]
-        except KeyboardInterrupt:
-            for future in futures:
-                future.cancel()  # students not started yet never start
-            if on_interrupt is not None:
-                on_interrupt()
-            raise
-
-
-def class_run(
-    cctx: ClassContext,
+def lab_context(
+    lab_file: LabFile,
     students: list[str] | None,
-    work: Callable[[LabContext], T],
     *,
-    max_parallel: int | None = None,
-) -> list[StudentRun[T]]:
-    """Run one use case for each selected student (all of them by default), in parallel.
-
-    With `max_parallel`, launches (reset --rebuild) share one bound across the class.
-    """
-    chosen = select_students(cctx.lab, students)
-    slots = threading.BoundedSemaphore(max_parallel) if max_parallel else None
-    return fan_out(
-        cctx, chosen, work, placement=place(cctx, chosen, persist=False), launch_slots=slots
-    )
+    command: str,
+    on_event: Callable[[Event], None] = lambda event: None,
+) -> LabContext:
+    """The context of the one lab a command acts on: a single lab's own, or in a class the one
+    student named with --student (exactly one, else exit 2)."""
+    if not lab_file.lab.is_class:
+        select_students(lab_file.lab, students)  # --student on a single lab: exit 2
+        hosts = lab_file.lab.hosts
+        return LabContext(
+            lab_file=lab_file,
+            multipass=default_multipass(hosts[0].address if hosts else None),
+            on_event=on_event,
+        )
+    chosen = select_students(lab_file.lab, students) if students else []
+    if len(chosen) != 1:
+        raise ConfigError(
+            [
+                f"{command}: lab {lab_file.lab.name!r} is a class; choose exactly one student "
+                f"with --student NAME (got {len(chosen) or 'none'})"
+            ]
+        )
+    cctx = ClassContext(lab_file=lab_file, on_event=on_event)
+    [student] = chosen
+    return cctx.student_context(student, place(cctx, chosen, persist=False)[student])

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from labctl.ops.classroom import ClassContext, HostRef, StudentRun, fan_out, place, select_students
+from labctl.ops.classroom.contexts import ClassContext, HostRef, place, select_students
+from labctl.ops.classroom.fanout import StudentRun, fan_out
 from labctl.ops.context import LabContext
 from labctl.ops.status import StatusReport, VmStatus, status
 

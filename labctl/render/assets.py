@@ -1,7 +1,7 @@
 """The static files shipped to the VMs (cloud-init/ folder), read once so rendering stays pure.
 
 This is the only impure part of rendering: `read_assets()` reads files; everything in
-`render*.py` is a function of (lab, vm, assets, archive).
+every other module of labctl/render/ is a function of (lab, vm, assets, archive).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Assets:
 def asset_dirs() -> list[Path]:
     """Where the cloud-init/ folder may be: inside the installed package, then the repo root."""
     here = Path(__file__).resolve().parent
-    return [here / "cloud-init", here.parent / "cloud-init"]
+    package = here.parent  # labctl/ (this module is labctl/render/assets.py)
+    return [package / "cloud-init", package.parent / "cloud-init"]
 
 
 def read_assets(directory: Path | None = None) -> Assets:

@@ -1,6 +1,6 @@
 """More `labctl` commands: snapshot save|list|restore|delete, reset, logs, shell, exec, doctor.
 
-Same rules as cli.py (parse, one use-case call, print); registered on cli.py's `app`.
+Same rules as lab.py (parse, one use-case call, print); registered on app.py's `app`.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from typing import Annotated
 
 import typer
 
-from labctl import cli_class, output_lifecycle
-from labctl.cli import (
+from labctl.cli import classroom, output_lifecycle
+from labctl.cli.app import (
     JsonOption,
     LabFileOption,
     NoHostsOption,
     StudentOption,
-    _context,
-    _guard,
     app,
+    guard,
+    lab_context,
     stderr,
     stdout,
 )
-from labctl.config import load_lab
+from labctl.config.load import load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
 from labctl.ops import access, snapshot
 from labctl.ops.doctor import doctor as doctor_lab
@@ -47,7 +47,7 @@ def _snapshot_done(result: snapshot.SnapshotOutcome, domain: str) -> None:
 
 
 @snapshot_app.command("save")
-@_guard
+@guard
 def snapshot_save(
     name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
 ) -> None:
@@ -57,14 +57,14 @@ def snapshot_save(
     """
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        cli_class.snapshot_action(lab_file, student, "save", name)
+        classroom.snapshot_action(lab_file, student, "save", name)
         return
-    ctx = _context(lab_file, student)
+    ctx = lab_context(lab_file, student)
     _snapshot_done(snapshot.save(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("restore")
-@_guard
+@guard
 def snapshot_restore(
     name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
 ) -> None:
@@ -75,28 +75,28 @@ def snapshot_restore(
     """
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        cli_class.snapshot_action(lab_file, student, "restore", name)
+        classroom.snapshot_action(lab_file, student, "restore", name)
         return
-    ctx = _context(lab_file, student)
+    ctx = lab_context(lab_file, student)
     _snapshot_done(snapshot.restore(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("delete")
-@_guard
+@guard
 def snapshot_delete(
     name: SnapshotName, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
 ) -> None:
     """Delete snapshot NAME from every VM (for good) and from the manifest."""
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        cli_class.snapshot_action(lab_file, student, "delete", name)
+        classroom.snapshot_action(lab_file, student, "delete", name)
         return
-    ctx = _context(lab_file, student)
+    ctx = lab_context(lab_file, student)
     _snapshot_done(snapshot.delete(ctx, name), ctx.lab.domain)
 
 
 @snapshot_app.command("list")
-@_guard
+@guard
 def snapshot_list(
     file: LabFileOption = Path("lab.yaml"),
     as_json: JsonOption = False,
@@ -105,9 +105,9 @@ def snapshot_list(
     """List the lab's snapshots: when, which VMs have them, whether lab.yaml changed since."""
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        cli_class.snapshot_list(lab_file, student, as_json=as_json)
+        classroom.snapshot_list(lab_file, student, as_json=as_json)
         return
-    listing = snapshot.list_snapshots(_context(lab_file, student))
+    listing = snapshot.list_snapshots(lab_context(lab_file, student))
     if as_json:
         stdout.out(output_lifecycle.snapshot_list_json(listing), highlight=False)
     else:
@@ -115,7 +115,7 @@ def snapshot_list(
 
 
 @app.command()
-@_guard
+@guard
 def reset(
     vms: Annotated[
         list[str] | None, typer.Argument(help="VMs to reset (default: all of them).")
@@ -138,7 +138,7 @@ def reset(
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
         manage = False if no_hosts else None
-        cli_class.reset(
+        classroom.reset(
             lab_file,
             student,
             vms=vms or None,
@@ -148,7 +148,7 @@ def reset(
         )
         return
     result = reset_lab(
-        _context(lab_file, student),
+        lab_context(lab_file, student),
         vms or None,
         rebuild=rebuild,
         max_parallel=max_parallel,
@@ -160,7 +160,7 @@ def reset(
 
 
 @app.command()
-@_guard
+@guard
 def logs(
     vm: VmArgument,
     file: LabFileOption = Path("lab.yaml"),
@@ -185,7 +185,7 @@ def logs(
         raise ConfigError([f"logs: choose one of --cloud-init, --pm2, --nginx (got {len(chosen)})"])
     kind: access.LogKind | None = chosen[0] if chosen else None  # type: ignore[assignment]  # one of the three literals
     result = access.logs(
-        _context(file, student, command="logs"), vm, kind=kind, lines=lines, follow=follow
+        lab_context(file, student, command="logs"), vm, kind=kind, lines=lines, follow=follow
     )
     if result.text:
         stdout.out(result.text, end="" if result.text.endswith("\n") else "\n", highlight=False)
@@ -194,7 +194,7 @@ def logs(
 
 
 @app.command()
-@_guard
+@guard
 def shell(
     vm: VmArgument, file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
 ) -> None:
@@ -202,13 +202,13 @@ def shell(
 
     Example: labctl shell lb
     """
-    code = access.shell(_context(file, student, command="shell"), vm)
+    code = access.shell(lab_context(file, student, command="shell"), vm)
     if code:
         raise typer.Exit(code)
 
 
 @app.command(name="exec")
-@_guard
+@guard
 def exec_command(
     vm: VmArgument,
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
@@ -219,13 +219,13 @@ def exec_command(
 
     Example: labctl exec app1 -- pm2 list
     """
-    code = access.exec_in(_context(file, student, command="exec"), vm, command)
+    code = access.exec_in(lab_context(file, student, command="exec"), vm, command)
     if code:
         raise typer.Exit(code)
 
 
 @app.command()
-@_guard
+@guard
 def doctor(file: LabFileOption = Path("lab.yaml"), student: StudentOption = None) -> None:
     """Check this machine can run the lab: Multipass and its daemon, driver, snapshots, CPU,
     memory, disk, the hosts file, the domain. Exit 1 when a check fails. A class lab: the
@@ -233,9 +233,9 @@ def doctor(file: LabFileOption = Path("lab.yaml"), student: StudentOption = None
     """
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        cli_class.doctor(lab_file, student)
+        classroom.doctor(lab_file, student)
         return
-    report = doctor_lab(_context(lab_file, student))
+    report = doctor_lab(lab_context(lab_file, student))
     output_lifecycle.print_doctor(stdout, report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

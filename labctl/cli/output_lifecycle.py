@@ -9,11 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from labctl.cli.output import print_failures
 from labctl.ops.doctor import DoctorReport
 from labctl.ops.reset import ResetResult
 from labctl.ops.snapshot import SnapshotList, SnapshotOutcome
 from labctl.ops.wire import Wiring
-from labctl.output import print_failures
 
 _STATUS = {
     "ok": "[green]ok  [/green]",

@@ -1,6 +1,6 @@
 """Pure functions over multipass output: JSON parsing and spinner stripping.
 
-Nothing here runs a process; `labctl.multipass` is the only module that does. Everything is
+Nothing here runs a process; `labctl.multipass.adapter` is the only module that does. Everything is
 tested on recorded text (tests/fixtures/multipass/), like python-vagrant's `_parse_status`.
 Section numbers (§) refer to /work/shared/reference/multipass.md.
 """

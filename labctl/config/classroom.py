@@ -1,4 +1,4 @@
-"""Validation of a class lab (`class:`, the roster file) and of `hosts:`; called by `config.py`.
+"""Validation of a class lab (`class:`, the roster file) and of `hosts:`; called by `load.py`.
 
 A class is a fan-out of per-student labs, so every per-student name must be valid on its own
 (instance names, domains) and unique across the class (two students must never share an instance,
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from labctl.config.yamlpos import Path_
 from labctl.model import (
     CLASS_TEMPLATE_DOMAIN,
     MAX_INSTANCE_NAME,
@@ -26,7 +27,6 @@ from labctl.model import (
     Lab,
     _domain,
 )
-from labctl.yamlpos import Path_
 
 MAX_ROSTER_BYTES: Final = 1024 * 1024
 _HEADERS: Final = {"student", "students", "name", "username", "user", "login"}

@@ -16,10 +16,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from labctl.config_class import check_class
+from labctl.config.classroom import check_class
+from labctl.config.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 from labctl.errors import ConfigError
 from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
-from labctl.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 
 # The biggest real lab.yaml is a few KiB. PyYAML parses ~200 KB/s of dense YAML, so this cap also
 # bounds how long a hostile file can keep `validate` busy (about a second).

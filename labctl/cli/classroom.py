@@ -1,7 +1,7 @@
 """The class side of the `labctl` commands: `--student NAME` (repeatable) or the whole class.
 
-cli.py and cli_lifecycle.py hand a class lab.yaml over to these functions; each makes one class
-use-case call (ops/classroom*.py) and prints through output_class.py. Exit 1 when any selected
+lab.py and lifecycle.py hand a class lab.yaml over to these functions; each runs the single-lab
+use case per student (ops/classroom/fanout.py) and prints through output_class.py. Exit 1 when any selected
 student failed or is unhealthy.
 """
 
@@ -11,15 +11,15 @@ from typing import Literal
 
 import typer
 
-from labctl import output, output_class, output_lifecycle
-from labctl.cli import stderr, stdout
-from labctl.config import LabFile
-from labctl.errors import EXIT_FAILED, ConfigError
+from labctl.cli import output, output_class, output_lifecycle
+from labctl.cli.app import stderr, stdout
+from labctl.config.load import LabFile
+from labctl.errors import EXIT_FAILED
 from labctl.ops import snapshot
-from labctl.ops.classroom import ClassContext, class_run, place, select_students
-from labctl.ops.classroom_status import class_status
-from labctl.ops.classroom_up import class_capacity, class_up
-from labctl.ops.context import LabContext
+from labctl.ops.classroom.contexts import ClassContext, place, select_students
+from labctl.ops.classroom.fanout import class_run
+from labctl.ops.classroom.status import class_status
+from labctl.ops.classroom.up import class_capacity, class_up
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import Mode
 from labctl.ops.drill import drill as drill_lab
@@ -28,21 +28,6 @@ from labctl.ops.reset import reset as reset_lab
 
 def class_context(lab_file: LabFile) -> ClassContext:
     return ClassContext(lab_file=lab_file, on_event=output.progress_printer(stderr))
-
-
-def one_student(lab_file: LabFile, students: list[str] | None, command: str) -> LabContext:
-    """The LabContext of the one student a command like logs/shell/exec acts on."""
-    chosen = select_students(lab_file.lab, students) if students else []
-    if len(chosen) != 1:
-        raise ConfigError(
-            [
-                f"{command}: lab {lab_file.lab.name!r} is a class; choose exactly one student "
-                f"with --student NAME (got {len(chosen) or 'none'})"
-            ]
-        )
-    cctx = class_context(lab_file)
-    [student] = chosen
-    return cctx.student_context(student, place(cctx, chosen, persist=False)[student])
 
 
 def _exit_if(failed: bool) -> None:

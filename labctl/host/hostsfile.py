@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from labctl import privileged
 from labctl.errors import HostsFileError
+from labctl.host import privileged
 
 BEGIN: Final = "# BEGIN labctl {lab}"
 END: Final = "# END labctl {lab}"

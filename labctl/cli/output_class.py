@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from labctl.ops.classroom import StudentRun
-from labctl.ops.classroom_status import ClassStatus, cell_of
-from labctl.ops.classroom_up import ClassUpResult, HostCapacity, failed_stage
-from labctl.output import for_student, print_failures
+from labctl.cli.output import for_student, print_failures
+from labctl.ops.classroom.fanout import StudentRun
+from labctl.ops.classroom.status import ClassStatus, cell_of
+from labctl.ops.classroom.up import ClassUpResult, HostCapacity, failed_stage
 
 T = TypeVar("T")
 _STATUS = {

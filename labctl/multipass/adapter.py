@@ -1,7 +1,7 @@
 """The Multipass adapter: the only place in labctl that runs the `multipass` CLI.
 
 Every call goes through `Multipass._run` (argv list, captured text, timeout, failure mapping).
-Parsing (`labctl.multipass_parse`) and failure classification (`labctl.multipass_errors`) are
+Parsing (`labctl.multipass.parse`) and failure classification (`labctl.multipass.errors`) are
 pure; their public names are re-exported here.
 Section numbers (§) refer to /work/shared/reference/multipass.md.
 """
@@ -20,7 +20,7 @@ from typing import Any, Final
 from labctl.errors import (
     MultipassError,
 )
-from labctl.multipass_errors import (
+from labctl.multipass.errors import (
     InstanceExistsError,
     InstanceNotFoundError,
     SnapshotsUnsupportedError,
@@ -34,7 +34,7 @@ from labctl.multipass_errors import (
     summarize_stderr,
     timeout_error,
 )
-from labctl.multipass_parse import (
+from labctl.multipass.parse import (
     ExecResult,
     Instance,
     Snapshot,

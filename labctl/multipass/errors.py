@@ -1,6 +1,6 @@
 """Pure classification of multipass failures: exit code + stderr -> the right MultipassError.
 
-Nothing here runs a process; `labctl.multipass` is the only module that does. Tested on the
+Nothing here runs a process; `labctl.multipass.adapter` is the only module that does. Tested on the
 recorded stderr texts in tests/fixtures/multipass/stderr/. Section numbers (§) refer to
 /work/shared/reference/multipass.md.
 """

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from labctl.errors import LabctlError
 from labctl.model import Vm
-from labctl.multipass import Instance
-from labctl.ops.classroom import ClassContext, HostRef, StudentRun, fan_out, place, select_students
+from labctl.multipass.adapter import Instance
+from labctl.ops.classroom.contexts import ClassContext, HostRef, place, select_students
+from labctl.ops.classroom.fanout import StudentRun, fan_out
 from labctl.ops.context import Event, LabContext
 from labctl.ops.doctor import Check, capacity_checks
 from labctl.ops.up import UpResult, up

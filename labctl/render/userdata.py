@@ -1,7 +1,7 @@
 """Pure rendering: cloud-init user-data per VM, the LB's nginx site, the argv labctl runs on VMs.
 
 Nothing here reads files, the clock or the environment (style.md §6.2 rule 3): the static files
-arrive as `Assets` (see `labctl.assets`). User-data is built as data and dumped with PyYAML's safe
+arrive as `Assets` (see `labctl.render.assets`). User-data is built as data and dumped with PyYAML's safe
 dumper, never string-templated, so lab.yaml values cannot change its structure.
 """
 
@@ -15,9 +15,8 @@ from typing import Any, Final
 import yaml
 
 from labctl import __version__
-from labctl.assets import ARMORED_KEY_HEADER, Assets
 from labctl.model import Lab, Vm
-from labctl.render_app import (
+from labctl.render.app import (
     APP_DIR,
     APP_USER,
     PM2_ERROR_LOG,
@@ -28,7 +27,8 @@ from labctl.render_app import (
     render_ecosystem,
     shell_assignments,
 )
-from labctl.render_nginx import (
+from labctl.render.assets import ARMORED_KEY_HEADER, Assets
+from labctl.render.nginx import (
     Backend,
     nginx_enabled_path,
     nginx_site_path,
