@@ -316,6 +316,19 @@ def lb_apply(config: Path, site: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def workers_of(master: int) -> set[int]:
+    """The PIDs of the processes whose parent is `master` (nginx's workers), from /proc."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == master:
+            found.add(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.slow
 def test_real_nginx_balances_fails_over_and_lb_apply_swaps_sites(tmp_path: Path) -> None:
     nginx = need("nginx")
@@ -361,10 +374,13 @@ def test_real_nginx_balances_fails_over_and_lb_apply_swaps_sites(tmp_path: Path)
         status, _, body = get(lb_port)
         assert (status, body) == (503, "labctl: waiting for backends\n")
 
+        old_workers = workers_of(proxy.pid)
         applied = lb_apply(config, real_site)
         assert (applied.returncode, applied.stdout) == (0, "applied\n"), applied.stderr
+        # A reload is asynchronous: until the old workers exit, they may still accept
+        # connections with the placeholder site, so the reload is done when they are gone.
         deadline = time.monotonic() + 10
-        while get(lb_port)[0] != 200:  # reload is asynchronous
+        while old_workers & workers_of(proxy.pid) or get(lb_port)[0] != 200:
             assert time.monotonic() < deadline, "nginx never picked up the applied site"
             time.sleep(0.1)
 
