@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from labctl.config.files import FileRefusedError, read_limited
 from labctl.config.yamlpos import Path_
 from labctl.model import (
     CLASS_TEMPLATE_DOMAIN,
@@ -201,17 +202,10 @@ def _read_roster(
     display = str(Path(shown).parent / raw) if Path(shown).parent != Path() else raw
     here = ("class", "roster")
     try:
-        if path.is_dir():
-            return [], [where(here, f"{raw!r} is a directory, expected a CSV or text file")]
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], [
-            where(here, f"{raw!r}: no such file (relative paths start at lab.yaml's folder)")
-        ]
-    except OSError as exc:
-        return [], [where(here, f"{raw!r}: cannot read: {exc.strerror}")]
-    if len(data) > MAX_ROSTER_BYTES:
-        return [], [where(here, f"{raw!r} is {len(data)} bytes; a roster is at most 1 MiB")]
+        data = read_limited(path, MAX_ROSTER_BYTES, what="a roster (CSV or text file)")
+    except FileRefusedError as exc:
+        hint = " (relative paths start at lab.yaml's folder)" if exc.missing else ""
+        return [], [where(here, f"{raw!r}: {exc.message}{hint}")]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
