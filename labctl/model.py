@@ -99,9 +99,10 @@ def _domain(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f'expected a domain name like "alvin.xyz", got {value!r}')
     if not value.isascii():  # before lower(): the Kelvin sign U+212A lower-cases to "k"
+        odd = next(c for c in value if not c.isascii())
         raise ValueError(
-            f"{value!r} is not a valid domain name: only ASCII letters, digits, hyphens and dots "
-            "(write an internationalized name in its xn-- form)"
+            f"{value!r} is not a valid domain name: U+{ord(odd):04X} is not ASCII (only ASCII "
+            "letters, digits, hyphens and dots; write an internationalized name in its xn-- form)"
         )
     name = value.strip().lower().rstrip(".")
     labels = name.split(".")

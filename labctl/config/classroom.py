@@ -255,6 +255,7 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
     names: dict[str, int] = {}
     addresses: dict[str | None, int] = {}
     for i, host in enumerate(lab.hosts):
+        address = host.address.lower() if host.address else None  # host names ignore case
         if host.name.lower() in names:
             found.append(
                 where(
@@ -263,13 +264,13 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
                 )
             )
         names.setdefault(host.name.lower(), i)
-        if host.address in addresses:
+        if address in addresses:
             what = repr(host.address) if host.address else "the local daemon (no address)"
             found.append(
                 where(
                     ("hosts", i, "address"),
-                    f"{what} is also hosts[{addresses[host.address]}]: one entry per daemon",
+                    f"{what} is also hosts[{addresses[address]}]: one entry per daemon",
                 )
             )
-        addresses.setdefault(host.address, i)
+        addresses.setdefault(address, i)
     return found

@@ -39,10 +39,11 @@ class LabFile:
     path: Path
     digest: str  # sha256 of the file text: snapshots record it to warn when lab.yaml changed
     loaded: LoadedYaml | None = None  # positions, so later checks (ops/checks.py) name the line
+    shown: str = ""  # the path as the user gave it, as in load_lab's own messages
 
     def problem(self, path: Path_, message: str) -> str:
         """One `FILE:LINE:COL: field: message` line for a field of this file."""
-        shown = str(self.path)
+        shown = self.shown or str(self.path)
         if self.loaded is None:
             return f"{shown}: {dotted(path) or '(top level)'}: {message}"
         return _line(shown, self.loaded, path, message)
@@ -78,7 +79,7 @@ def load_lab(path: Path) -> LabFile:
             [f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]
         ) from None
     lab, loaded = _parse(text, shown, base_dir=path.parent)
-    return LabFile(lab, path.resolve(), hashlib.sha256(raw).hexdigest(), loaded)
+    return LabFile(lab, path.resolve(), hashlib.sha256(raw).hexdigest(), loaded, shown)
 
 
 def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = None) -> Lab:
