@@ -163,7 +163,7 @@ lb:
         (MINIMAL.replace("name: demo", "name: " + "d" * 60), "is longer than 63 characters"),
         (
             MINIMAL + "lb: {connect_timeout: 10s, read_timeout: 2s}\n",
-            "lb.read_timeout: should not be shorter",
+            "lb.read_timeout: read_timeout (2 s) should not be shorter than connect_timeout (10 s)",
         ),
     ],
 )

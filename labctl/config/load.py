@@ -117,7 +117,8 @@ def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, Loaded
         problems += [_from_pydantic(shown, loaded, err) for err in exc.errors()]
         raise ConfigError(sorted(set(problems), key=_sort_key)) from None
     problems += [
-        _line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)
+        _line(shown, loaded, _written(loaded, path), message)
+        for path, message in cross_check(lab, base_dir)
     ]
     if lab.is_class or lab.hosts:
         lab, more = check_class(
@@ -130,6 +131,21 @@ def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, Loaded
     if problems:
         raise ConfigError(sorted(set(problems), key=_sort_key))
     return lab, loaded
+
+
+# A rule between two fields names the one the user wrote when the other is a default (issue 11:
+# "port 80 is also the LB's port" belongs at lb.port when app.port was never written).
+_OTHER_SIDE: Final[dict[Path_, Path_]] = {
+    ("app", "port"): ("lb", "port"),
+    ("lb", "read_timeout"): ("lb", "connect_timeout"),
+}
+
+
+def _written(loaded: LoadedYaml, path: Path_) -> Path_:
+    other = _OTHER_SIDE.get(path)
+    if path in loaded.positions or other is None or other not in loaded.positions:
+        return path
+    return other
 
 
 def without_extensions(data: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +192,8 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
             found.append(
                 (
                     ("app", "port"),
-                    f"port {lab.app.port} is also the load balancer's port on {vm.name!r}; use another app port",
+                    f"port {lab.app.port} is both app.port and lb.port on {vm.name!r} (it runs the "
+                    "app and the load balancer); use another app port",
                 )
             )
     names = [lab.domain, *lab.aliases]
@@ -238,7 +255,13 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
 
 def _check_lb(lb: LoadBalancer) -> list[tuple[Path_, str]]:
     if lb.read_timeout < lb.connect_timeout:
-        return [(("read_timeout",), "should not be shorter than connect_timeout")]
+        return [
+            (
+                ("read_timeout",),
+                f"read_timeout ({lb.read_timeout:g} s) should not be shorter than connect_timeout "
+                f"({lb.connect_timeout:g} s)",
+            )
+        ]
     return []
 
 
