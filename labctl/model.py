@@ -26,8 +26,12 @@ from pydantic import (
 # `$` also matches before a trailing newline, and "app1\n" would reach nginx and the hosts file.
 NAME_RE: Final = re.compile(r"^(?:[a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])$")
 # Multipass's size syntax (multipass.md §2.1, src/utils/memory_size.cpp), binary units.
-SIZE_RE: Final = re.compile(r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I)
-DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+# re.ASCII: in Unicode mode `\d` takes full-width digits (int() reads them) and re.I lets the
+# Kelvin sign U+212A match `K`; a size or duration is ASCII or it is refused (issue 11).
+SIZE_RE: Final = re.compile(
+    r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I | re.ASCII
+)
+DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$", re.ASCII)
 HOSTNAME_LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PM2_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -76,7 +80,8 @@ def parse_duration(value: Any) -> float:
         seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
     else:
         raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
-    if not math.isfinite(seconds) or seconds <= 0 or seconds > 7 * 24 * 3600:  # YAML has .nan
+    # At least 1 s, as the message says (YAML has .nan; nginx and pm2 limits are whole seconds)
+    if not math.isfinite(seconds) or seconds < 1 or seconds > 7 * 24 * 3600:
         raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
     return seconds
 
@@ -93,6 +98,12 @@ def _name(value: Any) -> str:
 def _domain(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f'expected a domain name like "alvin.xyz", got {value!r}')
+    if not value.isascii():  # before lower(): the Kelvin sign U+212A lower-cases to "k"
+        odd = next(c for c in value if not c.isascii())
+        raise ValueError(
+            f"{value!r} is not a valid domain name: U+{ord(odd):04X} is not ASCII (only ASCII "
+            "letters, digits, hyphens and dots; write an internationalized name in its xn-- form)"
+        )
     name = value.strip().lower().rstrip(".")
     labels = name.split(".")
     if (
@@ -101,7 +112,20 @@ def _domain(value: Any) -> str:
         or labels[-1].isdigit()
     ):
         raise ValueError(f'{value!r} is not a valid domain name (like "alvin.xyz")')
+    reserved = _reserved_name(name)
+    if reserved:
+        raise ValueError(f'{value!r} {reserved}; pick a name of your own (like "alvin.xyz")')
     return name
+
+
+def _reserved_name(name: str) -> str | None:
+    # The host's own names (Ubuntu's /etc/hosts lists them): a lab entry for one of them would
+    # point the machine's loopback or IPv6 names at a lab VM.
+    if name in ("localhost", "localhost.localdomain"):
+        return "is this machine's loopback name (RFC 6761)"
+    if name.startswith("ip6-"):
+        return "is one of the system's IPv6 names (ip6-localhost, ip6-allnodes...)"
+    return None
 
 
 def _image(value: Any) -> str:
@@ -174,23 +198,40 @@ class AppSource(_Strict):
 
     builtin: Literal["hello"] | None = None
     git: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_url(v))] = None
-    ref: Annotated[
-        str | None,
-        BeforeValidator(lambda v: v if v is None else _pattern(GIT_REF_RE, "git ref")(v)),
-    ] = None
+    ref: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_ref(v))] = None
     path: str | None = None
+    include_private: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default=[],
+        description="Patterns (fnmatch, relative to source.path) of private files to pack anyway "
+        "(.env, keys: left out by default)",
+    )
 
 
 def _git_url(value: Any) -> str:
     # A URL or a path git understands. Never starts with "-" so it cannot become a git option.
-    if (
-        not isinstance(value, str)
-        or not value
-        or value.startswith("-")
-        or re.search(r"[\s\x00]", value)
-    ):
-        raise ValueError(f'{value!r} is not a git URL (like "https://github.com/owner/repo")')
-    return value
+    # Which transports are allowed is checked in config/sources.py (git_url_problem).
+    if not isinstance(value, str) or not value:
+        problem = "expected text"
+    elif value.startswith("-"):
+        problem = "it starts with '-' (git would read it as an option)"
+    elif re.search(r"[\s\x00]", value) and "::" not in value.split("/", 1)[0]:
+        problem = "it contains whitespace or a control character"  # (`ext::` has its own rule)
+    else:
+        return value
+    raise ValueError(
+        f'{value!r} is not a git URL (like "https://github.com/owner/repo"): {problem}'
+    )
+
+
+def _git_ref(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("-"):
+        raise ValueError(
+            f"{value!r} is not a valid git ref: it must not start with '-' (git would read it as "
+            "an option)"
+        )
+    if isinstance(value, str) and ".." in value:
+        raise ValueError(f"{value!r} is not a valid git ref: '..' is not allowed in a ref")
+    return _pattern(GIT_REF_RE, "git ref")(value)  # type: ignore[no-any-return]
 
 
 class AppStart(_Strict):

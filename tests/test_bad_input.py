@@ -293,3 +293,20 @@ def test_path_app_too_big_for_user_data_is_refused_before_multipass(
     )
     assert "Traceback" not in result.output
     assert fake_multipass.calls() == []
+
+
+def test_domain_already_in_the_hosts_file_is_refused_by_validate_and_up(
+    invoke: Invoke, fake_multipass: FakeMultipass, tmp_path: Path
+) -> None:
+    """Issue 11: a name the hosts file has outside labctl's blocks is a system name."""
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n10.9.9.9 intranet.corp\n")
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.replace("demo.lab", "intranet.corp"))
+    for command in ("validate", "up"):
+        lines = assert_refused(invoke(command, "-f", str(path)), path, fake_multipass)
+        assert lines == [
+            f"{path}:2:1: domain: 'intranet.corp' is already in the hosts file outside labctl's "
+            "entries ('10.9.9.9 intranet.corp'); labctl will not point a system name at a lab VM: "
+            "pick another name or remove that line yourself"
+        ]
+    assert invoke("up", "--no-hosts", "-f", str(path)).exit_code != 2  # labctl writes no entry

@@ -69,7 +69,7 @@ lb:
         "letter and end with a letter or digit (Multipass's instance-name rule)",
         "lab.yaml:2:1: domain: 'alvin..xyz' is not a valid domain name (like \"alvin.xyz\")",
         "lab.yaml:4:3: defaults.memmory: unknown key 'memmory' (did you mean 'memory'?)",
-        "lab.yaml:5:3: defaults.cpus: Input should be a valid integer, got 'two'",
+        "lab.yaml:5:3: defaults.cpus: expected a whole number, got 'two'",
         "lab.yaml:8:18: vms[0].roles[1]: Input should be 'app' or 'lb', got 'db'",
         "lab.yaml:10:3: lb.method: Input should be 'round_robin', 'least_conn' or 'ip_hash', got 'roundrobin'",
         'lab.yaml:11:3: lb.fail_timeout: expected a duration like "30s" or "5m", got \'soon\'',
@@ -163,7 +163,7 @@ lb:
         (MINIMAL.replace("name: demo", "name: " + "d" * 60), "is longer than 63 characters"),
         (
             MINIMAL + "lb: {connect_timeout: 10s, read_timeout: 2s}\n",
-            "lb.read_timeout: should not be shorter",
+            "lb.read_timeout: read_timeout (2 s) should not be shorter than connect_timeout (10 s)",
         ),
     ],
 )

@@ -352,6 +352,20 @@ def test_up_refuses_before_launching_what_cannot_fit_unless_forced(make_world) -
     assert up(world.ctx, force=True).ok
 
 
+def test_up_refuses_disks_larger_than_the_free_disk_unless_forced(make_world) -> None:
+    """Issue 11: 4 VMs of 5G on 15 GiB free is refused (it used to pass above a 3 GiB/VM floor)."""
+    world = make(make_world, baseline=False)
+    world.ctx.host = lambda: HostResources(64, 512 * 1024**3, 15 * 1024**3, "/var/snap/multipass")
+    with pytest.raises(PreflightError) as err:
+        up(world.ctx)
+    assert (
+        "disk: 4 new VM(s) ask for 20.0 GiB of disk; 15.0 GiB free in /var/snap/multipass"
+        in err.value.message
+    )
+    assert world.mp.calls_of("launch") == []
+    assert up(world.ctx, force=True).ok
+
+
 def test_up_refuses_a_domain_another_lab_claims(make_world) -> None:
     world = make(make_world, baseline=False)
     world.hosts.write_text(

@@ -480,6 +480,8 @@ def parse_ecosystem(text: str) -> dict[str, Any]:
 
 
 def ecosystem(**app: Any) -> dict[str, Any]:
+    if "start" in app:  # the built-in app takes no start: (config/values.py)
+        app.setdefault("source", {"git": "https://example.com/app.git"})
     lab = lab_from(hello_data(**app))
     return parse_ecosystem(render_app.render_ecosystem(lab, vm(lab, "app1")))
 
@@ -519,7 +521,7 @@ def test_ecosystem_command_mode() -> None:
 
 
 def test_ecosystem_builtin_hello_defaults_and_labctl_env_wins() -> None:
-    app = ecosystem(env={"PORT": "9999", "GREETING": "hi"})
+    app = ecosystem(env={"GREETING": "hi"})  # app.env PORT is refused by config (issue 11)
     assert app["script"] == "/home/ubuntu/app/server.js" and app["cwd"] == "/home/ubuntu/app"
     assert app["env"] == {"GREETING": "hi", "PORT": "3000", "LABCTL_VM": "app1"}
     assert app["merge_logs"] is True
@@ -640,7 +642,7 @@ def test_nginx_time(seconds: float, text: str) -> None:
 
 
 def test_fail_timeout_is_whole_seconds() -> None:
-    assert "fail_timeout=1s;" in site(fail_timeout=0.5)
+    assert "fail_timeout=2s;" in site(fail_timeout=1.2)
     assert "fail_timeout=3s;" in site(fail_timeout=2.5)
     assert render_nginx.nginx_seconds(4.0) == "4s"
 

@@ -109,6 +109,7 @@ SCHEMA_LABS = {
         variant(
             HELLO_LAB,
             app={
+                "source": {"git": "https://example.com/app.git"},  # builtin takes no start:
                 "start": {"command": "node server.js --flag 'x y'"},
                 "env": {"TOKEN": "s3cr3t'\n$(x)", "EMPTY": ""},
                 "secret_env": ["TOKEN"],
@@ -212,7 +213,7 @@ LB_VARIANTS = {
     "least_conn": {"method": "least_conn"},
     "ip_hash": {"method": "ip_hash", "keepalive": 0},
     "non_idempotent": {"retry_non_idempotent": True, "connect_timeout": 1.5, "read_timeout": "1m"},
-    "tight": {"max_fails": 0, "fail_timeout": 0.5, "keepalive": 1},
+    "tight": {"max_fails": 0, "fail_timeout": 1, "keepalive": 1},  # durations >= 1 s
 }
 
 

@@ -216,24 +216,36 @@ def test_start_paths_stay_inside_the_app_folder(script: str) -> None:
     assert any("app.start" in p for p in problems), problems
 
 
-def test_path_app_archive_skips_symlinks_and_tool_dirs(tmp_path: Path) -> None:
-    """A `source: path` app is packed on the host: only regular files and dirs under it, so a
-    symlink cannot smuggle /etc/shadow (or ~/.ssh) into the user-data."""
+def test_path_app_archive_refuses_links_out_and_skips_tool_dirs(tmp_path: Path) -> None:
+    """A `source: path` app is packed on the host (config/sources.py walk_source): a symlink that
+    leaves the app folder is refused (never followed, so /etc/shadow or ~/.ssh cannot travel),
+    a link inside it travels as a link, tool dirs and private files stay home."""
     app_dir = tmp_path / "app"
     (app_dir / "node_modules" / "x").mkdir(parents=True)
     (app_dir / ".git").mkdir()
     (app_dir / "server.js").write_text("// app\n")
-    (app_dir / "shadow").symlink_to("/etc/shadow")
-    (app_dir / "ssh").symlink_to(Path.home())
+    (app_dir / "main.js").symlink_to("server.js")
+    (app_dir / ".env").write_text("TOKEN=secret\n")
+    (app_dir / "deploy.key").write_text("-----BEGIN PRIVATE KEY-----\n")
     lab_path = tmp_path / "lab.yaml"
     lab_path.write_text(BASE + "app: {source: {path: ./app}, start: {script: server.js}}\n")
     data = app_archive(load_lab(lab_path))
     assert data is not None
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        names = sorted(member.name for member in tar.getmembers())
-        assert all(m.isfile() or m.isdir() for m in tar.getmembers())
-        assert all(m.uid == 0 and not m.uname for m in tar.getmembers())
-    assert names == [".", "./server.js"]
+        members = {member.name: member for member in tar.getmembers()}
+        assert all(m.uid == 0 and not m.uname for m in members.values())
+    assert sorted(members) == [".", "./main.js", "./server.js"]
+    assert members["./main.js"].issym() and members["./main.js"].linkname == "server.js"
+    for name, target in (("shadow", Path("/etc/shadow")), ("ssh", Path.home())):
+        (app_dir / name).symlink_to(target)
+        with pytest.raises(ConfigError) as caught:
+            app_archive(load_lab(lab_path))
+        assert any(
+            f"app.source.path: {name!r} is a symlink to {str(target)!r}, outside the app folder"
+            in p
+            for p in caught.value.problems
+        ), caught.value.problems
+        (app_dir / name).unlink()
 
 
 # --- multipass argv (argv) ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from labctl.cli.app import (
 )
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
+from labctl.ops.checks import require_valid
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import drill as drill_lab
 from labctl.ops.plan import plan as plan_lab
@@ -43,7 +44,9 @@ def validate(file: LabFileOption = Path("lab.yaml")) -> None:
 
     Example: labctl validate -f examples/hello/lab.yaml
     """
-    lab = load_lab(file).lab
+    lab_file = load_lab(file)
+    _warn(require_valid(lab_file))
+    lab = lab_file.lab
     if lab.class_ is not None:
         hosts = ", ".join(h.name for h in lab.hosts) or "the local daemon"
         stdout.print(
@@ -57,6 +60,11 @@ def validate(file: LabFileOption = Path("lab.yaml")) -> None:
         f"({len(lab.app_vms)} app, LB on {lab.lb_vm.name})",
         markup=False,
     )
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        stderr.print(warning, markup=False)
 
 
 @app.command()
@@ -147,6 +155,7 @@ def up(
     Example: labctl up -f examples/hello/lab.yaml
     """
     lab_file = load_lab(file)
+    _warn(require_valid(lab_file, manage_hosts=False if no_hosts else None))
     if lab_file.lab.is_class:
         manage = False if no_hosts else None
         classroom.up(lab_file, student, max_parallel=max_parallel, manage_hosts=manage, force=force)

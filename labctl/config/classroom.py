@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from labctl.config.files import FileRefusedError, read_limited
 from labctl.config.yamlpos import Path_
 from labctl.model import (
     CLASS_TEMPLATE_DOMAIN,
@@ -201,17 +202,10 @@ def _read_roster(
     display = str(Path(shown).parent / raw) if Path(shown).parent != Path() else raw
     here = ("class", "roster")
     try:
-        if path.is_dir():
-            return [], [where(here, f"{raw!r} is a directory, expected a CSV or text file")]
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], [
-            where(here, f"{raw!r}: no such file (relative paths start at lab.yaml's folder)")
-        ]
-    except OSError as exc:
-        return [], [where(here, f"{raw!r}: cannot read: {exc.strerror}")]
-    if len(data) > MAX_ROSTER_BYTES:
-        return [], [where(here, f"{raw!r} is {len(data)} bytes; a roster is at most 1 MiB")]
+        data = read_limited(path, MAX_ROSTER_BYTES, what="a roster (CSV or text file)")
+    except FileRefusedError as exc:
+        hint = " (relative paths start at lab.yaml's folder)" if exc.missing else ""
+        return [], [where(here, f"{raw!r}: {exc.message}{hint}")]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -261,6 +255,7 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
     names: dict[str, int] = {}
     addresses: dict[str | None, int] = {}
     for i, host in enumerate(lab.hosts):
+        address = host.address.lower() if host.address else None  # host names ignore case
         if host.name.lower() in names:
             found.append(
                 where(
@@ -269,13 +264,13 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
                 )
             )
         names.setdefault(host.name.lower(), i)
-        if host.address in addresses:
+        if address in addresses:
             what = repr(host.address) if host.address else "the local daemon (no address)"
             found.append(
                 where(
                     ("hosts", i, "address"),
-                    f"{what} is also hosts[{addresses[host.address]}]: one entry per daemon",
+                    f"{what} is also hosts[{addresses[address]}]: one entry per daemon",
                 )
             )
-        addresses.setdefault(host.address, i)
+        addresses.setdefault(address, i)
     return found

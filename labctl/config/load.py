@@ -6,6 +6,7 @@ path-qualified schema errors), and any problem means nothing is launched (exit 2
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import json
@@ -17,6 +18,8 @@ from typing import Any, Final
 from pydantic import BaseModel, ValidationError
 
 from labctl.config.classroom import check_class
+from labctl.config.files import FileRefusedError, read_limited
+from labctl.config.values import check_values
 from labctl.config.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 from labctl.errors import ConfigError
 from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
@@ -35,6 +38,15 @@ class LabFile:
     lab: Lab
     path: Path
     digest: str  # sha256 of the file text: snapshots record it to warn when lab.yaml changed
+    loaded: LoadedYaml | None = None  # positions, so later checks (ops/checks.py) name the line
+    shown: str = ""  # the path as the user gave it, as in load_lab's own messages
+
+    def problem(self, path: Path_, message: str) -> str:
+        """One `FILE:LINE:COL: field: message` line for a field of this file."""
+        shown = self.shown or str(self.path)
+        if self.loaded is None:
+            return f"{shown}: {dotted(path) or '(top level)'}: {message}"
+        return _line(shown, self.loaded, path, message)
 
     @property
     def base_dir(self) -> Path:
@@ -49,35 +61,33 @@ class LabFile:
 def load_lab(path: Path) -> LabFile:
     """Read, parse and validate a lab file; raise ConfigError listing every problem."""
     shown = str(path)
-    if path.is_dir():
-        raise ConfigError([f"{shown}: is a directory, expected a lab.yaml file"])
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{shown}: no such file (use -f PATH to point at your lab.yaml)"]
-        ) from None
-    except OSError as exc:
-        raise ConfigError([f"{shown}: cannot read: {exc.strerror}"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(
-            [
-                f"{shown}: file is {len(raw)} bytes; a lab.yaml over "
-                f"{MAX_FILE_BYTES // 1024} KiB is not a lab (real ones are a few KiB)"
-            ]
+        raw = read_limited(
+            path,
+            MAX_FILE_BYTES,
+            what="a lab.yaml file",
+            too_big=f"a lab.yaml over {MAX_FILE_BYTES // 1024} KiB is not a lab (real ones are a "
+            "few KiB)",
         )
+    except FileRefusedError as exc:
+        hint = " (use -f PATH to point at your lab.yaml)" if exc.missing else ""
+        raise ConfigError([f"{shown}: {exc.message}{hint}"]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]
         ) from None
-    lab = parse_lab(text, shown, base_dir=path.parent)
-    return LabFile(lab=lab, path=path.resolve(), digest=hashlib.sha256(raw).hexdigest())
+    lab, loaded = _parse(text, shown, base_dir=path.parent)
+    return LabFile(lab, path.resolve(), hashlib.sha256(raw).hexdigest(), loaded, shown)
 
 
 def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = None) -> Lab:
     """Validate lab text. `base_dir` resolves `app.source.path` (checked only when given)."""
+    return _parse(text, shown, base_dir=base_dir)[0]
+
+
+def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, LoadedYaml]:
     if "\x00" in text:
         raise ConfigError([f"{shown}: contains NUL bytes; is this a binary file?"])
     try:
@@ -102,12 +112,13 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
         for path, pos in loaded.duplicates
     ]
     try:
-        lab = Lab.model_validate(loaded.data)
+        lab = Lab.model_validate(without_extensions(loaded.data))
     except ValidationError as exc:
         problems += [_from_pydantic(shown, loaded, err) for err in exc.errors()]
         raise ConfigError(sorted(set(problems), key=_sort_key)) from None
     problems += [
-        _line(shown, loaded, path, message) for path, message in cross_check(lab, base_dir)
+        _line(shown, loaded, _written(loaded, path), message)
+        for path, message in cross_check(lab, base_dir)
     ]
     if lab.is_class or lab.hosts:
         lab, more = check_class(
@@ -119,7 +130,27 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
         problems += more
     if problems:
         raise ConfigError(sorted(set(problems), key=_sort_key))
-    return lab
+    return lab, loaded
+
+
+# A rule between two fields names the one the user wrote when the other is a default (issue 11:
+# "port 80 is also the LB's port" belongs at lb.port when app.port was never written).
+_OTHER_SIDE: Final[dict[Path_, Path_]] = {
+    ("app", "port"): ("lb", "port"),
+    ("lb", "read_timeout"): ("lb", "connect_timeout"),
+}
+
+
+def _written(loaded: LoadedYaml, path: Path_) -> Path_:
+    other = _OTHER_SIDE.get(path)
+    if path in loaded.positions or other is None or other not in loaded.positions:
+        return path
+    return other
+
+
+def without_extensions(data: dict[str, Any]) -> dict[str, Any]:
+    """Top-level `x-*` keys are for YAML anchors (as in compose files); labctl ignores them."""
+    return {key: value for key, value in data.items() if not str(key).startswith("x-")}
 
 
 def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
@@ -139,11 +170,14 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
         found.append((("vms",), "no VM has role app: at least one VM must run the app"))
     seen: dict[str, int] = {}
     for i, vm in enumerate(lab.vms):
-        if vm.name in seen:
+        key = vm.name.lower()  # instance names are hostnames: case does not tell them apart
+        if key in seen:
+            other = lab.vms[seen[key]].name
+            same = "" if other == vm.name else f" {other!r}; names are compared ignoring case"
             found.append(
-                (("vms", i, "name"), f"duplicate VM name {vm.name!r} (also vms[{seen[vm.name]}])")
+                (("vms", i, "name"), f"duplicate VM name {vm.name!r} (also vms[{seen[key]}]{same})")
             )
-        seen.setdefault(vm.name, i)
+        seen.setdefault(key, i)
         if len(set(vm.roles)) != len(vm.roles):
             found.append((("vms", i, "roles"), "a role is listed twice"))
         instance = lab.instance_name(vm)
@@ -158,7 +192,8 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
             found.append(
                 (
                     ("app", "port"),
-                    f"port {lab.app.port} is also the load balancer's port on {vm.name!r}; use another app port",
+                    f"port {lab.app.port} is both app.port and lb.port on {vm.name!r} (it runs the "
+                    "app and the load balancer); use another app port",
                 )
             )
     names = [lab.domain, *lab.aliases]
@@ -169,6 +204,7 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
             )
     found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
     found += [(("lb", *p), m) for p, m in _check_lb(lab.lb)]
+    found += check_values(lab, base_dir)
     return found
 
 
@@ -219,13 +255,20 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
 
 def _check_lb(lb: LoadBalancer) -> list[tuple[Path_, str]]:
     if lb.read_timeout < lb.connect_timeout:
-        return [(("read_timeout",), "should not be shorter than connect_timeout")]
+        return [
+            (
+                ("read_timeout",),
+                f"read_timeout ({lb.read_timeout:g} s) should not be shorter than connect_timeout "
+                f"({lb.connect_timeout:g} s)",
+            )
+        ]
     return []
 
 
 def _from_pydantic(shown: str, loaded: LoadedYaml, err: Any) -> str:
     loc: Path_ = tuple(part for part in err["loc"] if not _is_union_tag(part))
     kind, message = err["type"], err["msg"]
+    value = err.get("input")
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
         message = f"unknown key {key!r}" + _suggest(key, _allowed_keys(loc[:-1]))
@@ -233,9 +276,45 @@ def _from_pydantic(shown: str, loaded: LoadedYaml, err: Any) -> str:
         message = "required"
     elif kind == "value_error":
         message = message.removeprefix("Value error, ")
-    elif "input" in err and not isinstance(err["input"], dict | list):
-        message = f"{message}, got {err['input']!r}"
+        if not isinstance(value, str):  # the validators quote with repr(): None, b'..', date(..)
+            message = message.replace(repr(value), describe(value), 1)
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]}, got {describe(value)}"
+    elif "input" in err and not isinstance(value, dict | list):
+        message = f"{message}, got {describe(value)}"
     return _line(shown, loaded, loc, message)
+
+
+# pydantic's wording names Python types ("a valid dictionary or instance of VmDefaults"); say it in
+# YAML's words instead.
+_EXPECTED: Final = {
+    "model_type": "a mapping (indented key: value lines)",
+    "model_attributes_type": "a mapping (indented key: value lines)",
+    "dict_type": "a mapping (indented key: value lines)",
+    "list_type": "a list (- item lines or [a, b])",
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+
+def describe(value: Any) -> str:
+    """A value as the YAML user wrote it, never a Python repr (`None`, `b'..'`, `datetime.date`)."""
+    if value is None:
+        return "an empty value (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return f"binary data ({len(value)} bytes from !!binary)"
+    if isinstance(value, datetime.date):
+        return f"{value.isoformat()} (YAML reads it as a date; quote it to mean text)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -22,6 +22,7 @@ Path_ = tuple[str | int, ...]
 MAX_DEPTH: Final = 32  # nesting levels; a lab.yaml needs 5
 MAX_VALUES: Final = 20_000  # values with every alias expanded; a big lab.yaml has a few hundred
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+_BINARY_TAG: Final = "tag:yaml.org,2002:binary"
 _PLAIN_TAGS: Final[dict[type, str]] = {
     yaml.MappingNode: "tag:yaml.org,2002:map",
     yaml.SequenceNode: "tag:yaml.org,2002:seq",
@@ -209,6 +210,10 @@ class _Builder:
                 self.out.positions[(*path, index)] = _pos(item.start_mark)
                 items.append(self.build(item, (*path, index)))
             return items
+        if node.tag == _BINARY_TAG:  # bytes would reach pydantic, which reads them as text
+            raise yaml.constructor.ConstructorError(
+                None, None, "binary values (!!binary) are not allowed in lab.yaml", node.start_mark
+            )
         return self.constructor.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
