@@ -26,6 +26,7 @@ from labctl.errors import (
     LabctlError,
     MultipassError,
 )
+from labctl.host.agent import lab_key, vm_key
 from labctl.host.probes import DomainCheck
 from labctl.model import Vm
 from labctl.multipass.adapter import Instance
@@ -238,7 +239,9 @@ def _bring_up(
     lab, mp, name = ctx.lab, ctx.multipass, ctx.instance(vm)
     if existing is None:
         action = "launched"
-        user_data = render_user_data(lab, vm, assets, app_archive=archive)
+        key = lab_key(ctx.lab_state.directory, create=True)
+        status_key = vm_key(key, name) if key is not None else None
+        user_data = render_user_data(lab, vm, assets, app_archive=archive, status_key=status_key)
         with launch_slots:
             if cancel.is_set():
                 return None
