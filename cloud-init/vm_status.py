@@ -194,8 +194,13 @@ def nginx_status(conf: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> int:
-    report: dict[str, Any] = {"cloud_init": cloud_init_status(), "app": None, "nginx": None}
+def build_report(cloud_init: Any = None) -> dict[str, Any]:
+    """The whole report; `cloud_init` replaces cloud_init_status (labctl-status-agent caches it)."""
+    report: dict[str, Any] = {
+        "cloud_init": (cloud_init or cloud_init_status)(),
+        "app": None,
+        "nginx": None,
+    }
     try:
         path = Path(os.environ.get("LABCTL_CONFIG", "/etc/labctl/config.json"))
         conf = json.loads(path.read_text(encoding="utf-8"))
@@ -206,7 +211,11 @@ def main() -> int:
         report["app"] = app_status(conf["app"])
     if conf.get("lb"):
         report["nginx"] = nginx_status(conf["lb"])
-    sys.stdout.write(json.dumps(report) + "\n")
+    return report
+
+
+def main() -> int:
+    sys.stdout.write(json.dumps(build_report()) + "\n")
     return 0
 
 

@@ -159,6 +159,7 @@ def class_context(tmp_path: Path, text: str, daemons: Daemons, **kwargs: object)
         can_sudo=lambda: False,
         multipass_for=daemons,
         state_root=tmp_path / "state",
+        status_agent=None,  # the daemons' VM addresses are not ours to connect to: exec only
         **kwargs,  # type: ignore[arg-type]
     )
 

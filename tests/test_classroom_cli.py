@@ -232,6 +232,10 @@ def test_class_up_ten_students_under_one_bound_then_status_matrix(
         assert row["matrix"]["cloud_init"].startswith("3/3" if row["healthy"] else "2/3")
     table = run(path, "status")
     assert "s04" in table.output and "9 of 10 student lab(s) healthy" in table.output
+    watched = run(path, "status", "--watch", "--count", "2", "--interval", "1")
+    assert watched.exit_code == 1, watched.output  # the matrix, refreshed twice
+    assert watched.output.count("9 of 10 student lab(s) healthy") == 2
+    assert "refresh 2 took" in watched.output
 
 
 def test_student_option_selects_exactly_that_students_vms(

@@ -111,6 +111,12 @@ DEPRECATED_KEYS = {
     "apt_proxy",
     "apt_mirror",
 }
+# The status agent starts first, so status reads it during provisioning (issue 14).
+AGENT_RUNCMD = [
+    ["systemctl", "daemon-reload"],
+    ["systemctl", "enable", "--now", "labctl-status-agent.service"],
+]
+
 LB_RUNCMD = [
     ["rm", "-f", "/etc/nginx/sites-enabled/default"],
     [
@@ -272,7 +278,11 @@ def test_app_vm_gets_nodesource_node_and_provisioning(assets: Assets) -> None:
     expected = "deb [signed-by=$KEY_FILE] https://deb.nodesource.com/node_20.x nodistro main"
     assert source["source"] == expected
     assert source["key"] == (ASSET_DIR / "nodesource-repo.gpg.key").read_text()
-    assert data["runcmd"] == ["set -eu", ["/usr/local/lib/labctl/provision-app.sh"]]
+    assert data["runcmd"] == [
+        "set -eu",
+        *AGENT_RUNCMD,
+        ["/usr/local/lib/labctl/provision-app.sh"],
+    ]
     assert (
         file_entry(data, "/usr/local/lib/labctl/provision-app.sh")["content"]
         == assets.provision_app
@@ -298,7 +308,7 @@ def test_lb_vm_gets_nginx_placeholder_and_apply_script(assets: Assets) -> None:
     site = file_entry(data, "/etc/nginx/sites-available/labctl-hello.conf")
     assert site["content"] == render_placeholder_site(lab) and site["defer"] is True
     assert file_entry(data, "/usr/local/sbin/labctl-lb-apply")["content"] == assets.lb_apply
-    assert data["runcmd"][1:] == [[c.replace("alvin", "hello") for c in cmd] for cmd in LB_RUNCMD]
+    assert data["runcmd"][3:] == [[c.replace("alvin", "hello") for c in cmd] for cmd in LB_RUNCMD]
     config = json.loads(file_entry(data, "/etc/labctl/config.json")["content"])
     assert config == {
         "app": None,
@@ -307,6 +317,7 @@ def test_lb_vm_gets_nginx_placeholder_and_apply_script(assets: Assets) -> None:
             "enabled": "/etc/nginx/sites-enabled/labctl-hello.conf",
             "port": 80,
         },
+        "status_agent": {"port": 7391, "key_file": "/etc/labctl/status-agent.key"},
     }
 
 
@@ -318,7 +329,12 @@ def test_vm_with_both_roles_gets_both_merged(assets: Assets) -> None:
     assert len(paths) == len(set(paths))
     assert "/usr/local/sbin/labctl-lb-apply" in paths and "/etc/labctl/app.env" in paths
     # LB first: it is quick and answers 503 while the app builds.
-    assert data["runcmd"] == ["set -eu", *LB_RUNCMD, ["/usr/local/lib/labctl/provision-app.sh"]]
+    assert data["runcmd"] == [
+        "set -eu",
+        *AGENT_RUNCMD,
+        *LB_RUNCMD,
+        ["/usr/local/lib/labctl/provision-app.sh"],
+    ]
     config = json.loads(file_entry(data, "/etc/labctl/config.json")["content"])
     assert config["app"] and config["lb"]
     assert json.loads(file_entry(data, INSTANCE_MARKER_PATH)["content"])["roles"] == ["lb", "app"]

@@ -24,6 +24,7 @@ from labctl.cli.app import (
     stderr,
     stdout,
 )
+from labctl.cli.watch import CountOption, IntervalOption, WatchOption, watch_status
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
 from labctl.ops.checks import require_valid
@@ -177,10 +178,18 @@ def status(
     file: LabFileOption = Path("lab.yaml"),
     as_json: JsonOption = False,
     student: StudentOption = None,
+    watch: WatchOption = False,
+    interval: IntervalOption = 5.0,
+    count: CountOption = 0,
 ) -> None:
     """Show every VM's state, cloud-init, pm2 and nginx, and whether the domain serves. Exit 1
     when anything is unhealthy. A class lab: one matrix row per student."""
     lab_file = load_lab(file)
+    if watch:
+        if as_json:
+            raise ConfigError(["--watch redraws a table in place; --json prints one document"])
+        watch_status(lab_file, student, interval=interval, count=count)
+        return
     if lab_file.lab.is_class:
         classroom.status(lab_file, student, as_json=as_json)
         return

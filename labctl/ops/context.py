@@ -14,6 +14,7 @@ from typing import Literal
 from labctl.config.load import LabFile
 from labctl.errors import DaemonUnreachableError, MultipassError
 from labctl.host import privileged
+from labctl.host.agent import StatusAgent, fetch_report
 from labctl.host.hostsfile import hosts_path
 from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
@@ -50,6 +51,8 @@ class LabContext:
     # A launch bound shared with other labs (a class's students): `up` uses it instead of its own
     # --max-parallel semaphore, so the whole class stays under one bound (multipass #3336).
     launch_slots: threading.BoundedSemaphore | None = None
+    # How status reads a VM's report from its status agent; None: by `multipass exec` only.
+    status_agent: StatusAgent | None = fetch_report
 
     def __post_init__(self) -> None:
         if self.state is None:

@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from labctl.errors import CommandTimeoutError, MultipassError
 from labctl.host.probes import DomainCheck, check_domain
 from labctl.model import Vm
 from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext
-from labctl.render.userdata import VM_STATUS_COMMAND
+from labctl.ops.vm_report import agent_key_of, read_vm_report
 
 _CLOUD_INIT_OK: Final = {"done", "degraded done"}
 
@@ -43,6 +42,8 @@ class VmStatus:
     nginx_config_ok: bool | None = None
     nginx_error: str = ""
     problems: list[str] = field(default_factory=list)
+    checked_via: str | None = None  # "agent" | "exec": how the report was read (None: not read)
+    agent_error: str = ""  # why the VM's status agent was not used, when it was tried
 
     @property
     def ip(self) -> str | None:
@@ -104,7 +105,8 @@ def status(ctx: LabContext) -> StatusReport:
     app_addresses = {f"{v.ip}:{lab.app.port}": v.name for v in vms if "app" in v.roles and v.ip}
     with ThreadPoolExecutor(max_workers=min(64, len(vms) + 1), thread_name_prefix="status") as pool:
         domain_future = pool.submit(_check_domain, ctx, lb_status.ip, app_addresses)
-        list(pool.map(lambda pair: _inspect_vm(ctx, *pair), zip(lab.vms, vms, strict=True)))
+        key = agent_key_of(ctx)
+        list(pool.map(lambda p: _inspect_vm(ctx, p[0], p[1], key), zip(lab.vms, vms, strict=True)))
         check = domain_future.result()
     domain = _domain_status(ctx, lb_status.ip, check, app_addresses)
     for vm in vms:
@@ -144,26 +146,16 @@ def _base_status(ctx: LabContext, vm: Vm, inst: Instance | None) -> VmStatus:
     return status
 
 
-def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus) -> None:
+def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus, key: bytes | None) -> None:
     if status.state != "Running":
         return
-    try:
-        result = ctx.multipass.exec(status.instance, VM_STATUS_COMMAND, timeout=ctx.lab.waits.check)
-        report = json.loads(result.stdout) if result.returncode == 0 else None
-    except CommandTimeoutError:
-        status.problems.append(
-            f"health check hung: no answer within {ctx.lab.waits.check:.0f} s (waits.check); the "
-            f"VM may be frozen or overloaded (try `multipass restart {status.instance}`)"
-        )
+    # From the VM's status agent (one signed HTTP GET), else `multipass exec` (issue 14).
+    read = read_vm_report(ctx, status.instance, status.ip, key)
+    status.checked_via, status.agent_error = read.via, read.agent_error
+    if read.report is None:
+        status.problems.append(read.problem)
         return
-    except (MultipassError, json.JSONDecodeError) as exc:
-        status.problems.append(f"health check failed: {getattr(exc, 'message', str(exc))}")
-        return
-    if not isinstance(report, dict):
-        tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-        status.problems.append(f"health check failed: {tail}")
-        return
-    _apply_report(ctx, vm, status, report)
+    _apply_report(ctx, vm, status, read.report)
 
 
 def _apply_report(ctx: LabContext, vm: Vm, status: VmStatus, report: dict[str, Any]) -> None:

@@ -27,12 +27,14 @@ from labctl.errors import (
     LabctlError,
     MultipassError,
 )
+from labctl.host.agent import lab_key, vm_key
 from labctl.host.probes import DomainCheck
 from labctl.model import Vm
 from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
+from labctl.ops.launch_order import LaunchOrder, lpt_order
 from labctl.ops.snapshot import take_baseline
 from labctl.ops.wire import HostsOutcome, wire_and_wait
 from labctl.render.assets import Assets, read_assets
@@ -192,11 +194,14 @@ def bring_up_vms(
     assets = read_assets()
     archive = archive if archive is not None else app_archive(ctx.lab_file)
     launch_slots = ctx.launch_slots or threading.BoundedSemaphore(max(1, max_parallel))
+    # Only the VMs that will take a slot queue for one, heaviest first (LPT, issue 14).
+    slotted = [vm for vm in vms if _takes_slot(existing.get(vm.name))]
+    order = LaunchOrder(launch_slots, [vm.name for vm in lpt_order(ctx.lab, slotted)])
     cancel = threading.Event()
 
     def pipeline(vm: Vm) -> VmOutcome | StageFailure | None:
         try:
-            return _bring_up(ctx, vm, existing.get(vm.name), assets, archive, launch_slots, cancel)
+            return _bring_up(ctx, vm, existing.get(vm.name), assets, archive, order, cancel)
         except (
             KeyboardInterrupt
         ):  # (tests inject it in a launch; a real Ctrl-C hits the main thread)
@@ -213,6 +218,8 @@ def bring_up_vms(
                 log_tail=exc.log_tail if isinstance(exc, _StageError) else "",
                 hint=exc.hint,
             )
+        finally:
+            order.withdraw(vm.name)  # failed or done before its turn: the next one goes
 
     with ThreadPoolExecutor(max_workers=max(1, len(vms)), thread_name_prefix="vm") as pool:
         futures = [pool.submit(pipeline, vm) for vm in vms]
@@ -232,14 +239,16 @@ def _bring_up(
     existing: Instance | None,
     assets: Assets,
     archive: bytes | None,
-    launch_slots: threading.BoundedSemaphore,
+    launch_slots: LaunchOrder,
     cancel: threading.Event,
 ) -> VmOutcome | None:
     lab, mp, name = ctx.lab, ctx.multipass, ctx.instance(vm)
     if existing is None:
         action = "launched"
-        user_data = render_user_data(lab, vm, assets, app_archive=archive)
-        with launch_slots:
+        key = lab_key(ctx.lab_state.directory, create=True)
+        status_key = vm_key(key, name) if key is not None else None
+        user_data = render_user_data(lab, vm, assets, app_archive=archive, status_key=status_key)
+        with launch_slots.slot(vm.name):
             if cancel.is_set():
                 return None
             ctx.emit("launch", "start", f"launching {name}", vm=vm.name)
@@ -259,12 +268,12 @@ def _bring_up(
         ctx.emit("launch", "done", f"{name} launched", vm=vm.name)
     elif existing.state in ("Stopped", "Suspended"):
         action = "started"
-        with launch_slots:
+        with launch_slots.slot(vm.name):
             ctx.emit("launch", "start", f"starting {name} ({existing.state})", vm=vm.name)
             mp.start([name], timeout=lab.waits.launch)
     elif existing.state == "Deleted":
         action = "recovered"
-        with launch_slots:
+        with launch_slots.slot(vm.name):
             ctx.emit("launch", "start", f"recovering deleted {name}", vm=vm.name)
             mp.recover([name])
             mp.start([name], timeout=lab.waits.launch)
@@ -285,6 +294,10 @@ def _bring_up(
     ci = _wait_cloud_init(ctx, vm)
     ctx.emit("cloud-init", "done", ci, vm=vm.name)
     return VmOutcome(vm.name, name, action, cloud_init=ci)
+
+
+def _takes_slot(existing: Instance | None) -> bool:
+    return existing is None or existing.state in ("Stopped", "Suspended", "Deleted")
 
 
 class _StageError(LabctlError):

@@ -21,6 +21,7 @@ ASSET_FILES: Final = {
     "provision_app": "provision-app.sh",
     "lb_apply": "lb_apply.py",
     "vm_status": "vm_status.py",
+    "status_agent": "status_agent.py",
 }
 
 
@@ -33,6 +34,7 @@ class Assets:
     provision_app: str  # app VM provisioning script run from runcmd
     lb_apply: str  # /usr/local/sbin/labctl-lb-apply
     vm_status: str  # /usr/local/sbin/labctl-vm-status
+    status_agent: str  # /usr/local/sbin/labctl-status-agent
 
 
 def asset_dirs() -> list[Path]:

@@ -64,8 +64,12 @@ def nginx_seconds(seconds: float) -> str:
     return f"{math.ceil(round(seconds, 6))}s"
 
 
-def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
-    """The LB site with real upstreams, for `labctl-lb-apply` (stack.md §1.1, §1.3)."""
+def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | None = None) -> str:
+    """The LB site with real upstreams, for `labctl-lb-apply` (stack.md §1.1, §1.3).
+
+    last_resort (default: wherever the method allows `backup`) lists every backend a second time
+    as a `backup` peer with max_fails=0, see _last_resort_lines.
+    """
     if not backends:
         # nginx refuses an empty upstream ("no servers are inside upstream"); ship the
         # placeholder site instead.
@@ -88,6 +92,10 @@ def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
             f"    server {address} max_fails={int(lb.max_fails)} "
             f"fail_timeout={nginx_seconds(lb.fail_timeout)};  # {backend.vm}"
         )
+    if last_resort is None:
+        last_resort = supports_last_resort(lab)
+    if last_resort:
+        lines += _last_resort_lines(backends)
     if lb.keepalive > 0:
         # Needs HTTP/1.1 and an empty Connection header below on nginx < 1.29.7 (stack.md §1.1).
         lines += [
@@ -117,10 +125,36 @@ def render_nginx_site(lab: Lab, backends: list[Backend]) -> str:
         f"        proxy_connect_timeout {nginx_time(lb.connect_timeout)};",
         f"        proxy_read_timeout {nginx_time(lb.read_timeout)};",
         f"        proxy_next_upstream {next_upstream};",
+        *(
+            # Each backend once, as without the backup peers: they must not double the time a
+            # request spends on hung backends before its 504.
+            [f"        proxy_next_upstream_tries {len(backends)};"] if last_resort else []
+        ),
         "    }",
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def supports_last_resort(lab: Lab) -> bool:
+    """`backup` is refused with hash, ip_hash and random ("balancing method does not support
+    parameter backup", stack.md §1.1/§1.2)."""
+    return lab.lb.method in ("round_robin", "least_conn")
+
+
+def _last_resort_lines(backends: list[Backend]) -> list[str]:
+    # nginx uses backup peers only once every primary is marked failed. After an outage of every
+    # backend (a redeploy, a restart of all app VMs) the primaries stay skipped for fail_timeout,
+    # while these peers (max_fails=0: never marked failed) carry live requests: the first request
+    # after the apps return gets its 200 (bench/RESULTS.md, issue 14). During the outage they
+    # still answer 502/504, as before. One dead backend never reaches them: the others serve.
+    lines = [
+        "    # Last resort: the same backends, used only while every server above is marked down."
+    ]
+    for backend in backends:
+        address = _backend_address(backend.address)
+        lines.append(f"    server {address} backup max_fails=0;  # {backend.vm}")
+    return lines
 
 
 def render_placeholder_site(lab: Lab) -> str:

@@ -16,6 +16,15 @@ import yaml
 
 from labctl import __version__
 from labctl.model import Lab, Vm
+from labctl.render.agent import (
+    STATUS_AGENT_KEY_PATH,
+    STATUS_AGENT_PATH,
+    STATUS_AGENT_UNIT_PATH,
+    agent_config,
+    agent_key_text,
+    agent_runcmd,
+    agent_unit,
+)
 from labctl.render.app import (
     APP_DIR,
     APP_USER,
@@ -110,11 +119,20 @@ NGINX_LOG_COMMAND: Final[Callable[[int], list[str]]] = nginx_log_command
 CLOUD_INIT_LOG_COMMAND: Final[Callable[[int], list[str]]] = cloud_init_log_command
 
 
-def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | None = None) -> str:
+def render_user_data(
+    lab: Lab,
+    vm: Vm,
+    assets: Assets,
+    *,
+    app_archive: bytes | None = None,
+    status_key: bytes | None = None,
+) -> str:
     """The full `#cloud-config` document for one VM; a VM with both roles gets both, merged.
 
     `app_archive` is the gzipped tar of a `source: path` app (the caller builds it): required
     for such an app's app VMs, ignored on VMs without the app role, refused for other sources.
+    `status_key` is the VM's status agent key (labctl.host.agent.vm_key); without it the file
+    holds a placeholder and the agent refuses every request (what `labctl render` shows).
     """
     if vm not in lab.vms:
         raise ValueError(f"VM {vm.name!r} is not part of lab {lab.name!r}")
@@ -129,9 +147,10 @@ def render_user_data(lab: Lab, vm: Vm, assets: Assets, *, app_archive: bytes | N
 
     packages: list[str] = []
     files = _common_files(lab, vm, assets)
+    files += _agent_files(assets, status_key)
     # runcmd is one /bin/sh script without `set -e`: only the last status would count
     # (stack.md §4.1), so make every failure stop it and fail cloud-init.
-    runcmd: list[str | list[str]] = ["set -eu"]
+    runcmd: list[str | list[str]] = ["set -eu", *agent_runcmd()]
     if is_lb:  # first: the LB is quick, and answers 503 while the app builds
         packages.append("nginx")
         files += _lb_files(lab, assets)
@@ -170,7 +189,7 @@ def _nodesource(lab: Lab, assets: Assets) -> dict[str, str]:
 
 def _common_files(lab: Lab, vm: Vm, assets: Assets) -> list[dict[str, Any]]:
     marker = {"lab": lab.name, "vm": vm.name, "roles": list(vm.roles), "labctl": __version__}
-    config: dict[str, Any] = {"app": None, "lb": None}
+    config: dict[str, Any] = {"app": None, "lb": None, "status_agent": agent_config(lab)}
     if "app" in vm.roles:
         config["app"] = {
             "name": lab.app.name,
@@ -188,6 +207,14 @@ def _common_files(lab: Lab, vm: Vm, assets: Assets) -> list[dict[str, Any]]:
         _file(INSTANCE_MARKER_PATH, _json(marker), "0644"),
         _file(CONFIG_PATH, _json(config), "0644"),
         _file(VM_STATUS_PATH, assets.vm_status, "0755"),
+    ]
+
+
+def _agent_files(assets: Assets, key: bytes | None) -> list[dict[str, Any]]:
+    return [
+        _file(STATUS_AGENT_PATH, assets.status_agent, "0755"),
+        _file(STATUS_AGENT_KEY_PATH, agent_key_text(key), "0600"),
+        _file(STATUS_AGENT_UNIT_PATH, agent_unit(), "0644"),
     ]
 
 
@@ -247,12 +274,20 @@ def _count(lines: int) -> str:
     return str(lines)
 
 
-class _Dumper(yaml.SafeDumper):
+try:
+    # libyaml's emitter: the same document ~10x faster than PyYAML's pure-Python one (issue 14:
+    # `up` renders every VM's ~25 KB user-data in its launch thread, under the GIL).
+    from yaml import CSafeDumper as _SafeDumper
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeDumper as _SafeDumper  # type: ignore[assignment]
+
+
+class _Dumper(_SafeDumper):
     """SafeDumper that writes multi-line strings (scripts, keys) as `|` blocks for readable
     goldens. PyYAML falls back to a quoted style when a block cannot represent the text."""
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _represent_str(dumper: yaml.representer.SafeRepresenter, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

@@ -79,6 +79,8 @@ def test_hello_lab_up_is_serving_healthy_idempotent_and_down_leaves_nothing(
     assert report["domain"]["backends_seen"] == APPS
     for vm in report["vms"]:
         assert vm["state"] == "Running" and vm["ipv4"] == [sim_lab.ip(f"hello-{vm['name']}")]
+        # Read from the VM's status agent over the bridge, not by `multipass exec` (issue 14).
+        assert (vm["checked_via"], vm["agent_error"]) == ("agent", ""), vm
         if vm["name"] in APPS:
             assert [(p["name"], p["status"]) for p in vm["pm2"]] == [("hello", "online")]
     tally = sim_lab.hammer("hello-lb", "hello.lab", requests=30)

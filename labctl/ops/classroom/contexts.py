@@ -22,6 +22,7 @@ from typing import Final, cast
 from labctl.config.load import LabFile
 from labctl.errors import ConfigError, LabctlError
 from labctl.host import privileged
+from labctl.host.agent import StatusAgent, fetch_report
 from labctl.host.hostsfile import hosts_path
 from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
@@ -65,6 +66,7 @@ class ClassContext:
     can_sudo: Callable[[], bool] = privileged.can_sudo
     multipass_for: Callable[[str | None], Multipass] = default_multipass
     state_root: Path | None = None  # where per-lab state dirs go (default: beside lab.yaml)
+    status_agent: StatusAgent | None = fetch_report  # see LabContext.status_agent
 
     @property
     def lab(self) -> Lab:
@@ -121,6 +123,7 @@ class ClassContext:
             host=lambda: self.resources(host)[0],
             can_sudo=self.can_sudo,
             launch_slots=launch_slots,
+            status_agent=self.status_agent,
         )
 
 
