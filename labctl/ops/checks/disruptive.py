@@ -19,6 +19,9 @@ from labctl.ops.drill import Backends
 ONE_DOWN_REQUESTS: Final = 10
 ALL_DOWN_REQUESTS: Final = 6
 CLIENT_TIMEOUT: Final = 15.0  # above nginx's usual connect/read timeouts: nginx decides
+RESURRECT_WAIT: Final = (
+    30.0  # pm2 resurrect starts the saved apps: seconds for a Node or static app
+)
 NGINX_FAIL_TIMEOUT: Final = (
     10.0  # nginx's default fail_timeout: how long a failed server is skipped
 )
@@ -40,22 +43,24 @@ def failover(target: Target) -> Verdict:
     down = [why for vm in lab.app_vms if (why := target.unreachable(vm))]
     if down:
         return Verdict(False, "; ".join(down))
-    before = _codes(target, lb_ip, 2)
-    if before.get("200", 0) < 2:
+    before, reached = _codes(target, lb_ip, 2 * len(lab.app_vms) + 2)
+    if before.get("200", 0) == 0:
         return Verdict(False, f"the domain does not serve to begin with ({_shown(before)})")
+    # Wait after a restore only for backends the LB reached before: others will never show.
+    serving = [vm for vm in lab.app_vms if vm.name in reached]
     backends = Backends(ctx, "app")
     failures: list[str] = []
     try:
         for vm in lab.app_vms:
             backends.take_down(vm)
-            codes = _codes(target, lb_ip, ONE_DOWN_REQUESTS)
+            codes, _ = _codes(target, lb_ip, ONE_DOWN_REQUESTS)
             if codes.get("200", 0) != ONE_DOWN_REQUESTS:
                 failures.append(f"{vm.name} stopped: {_shown(codes)}")
             backends.restore_all()  # (a failure here: the finally below tries again)
-            _recover(target, lb_ip, vm)
+            _recover(target, lb_ip, vm, vm in serving)
         for vm in lab.app_vms:
             backends.take_down(vm)
-        codes = _codes(target, lb_ip, ALL_DOWN_REQUESTS)
+        codes, _ = _codes(target, lb_ip, ALL_DOWN_REQUESTS)
         gateway = codes.get("502", 0) + codes.get("504", 0)
         if gateway != ALL_DOWN_REQUESTS:
             failures.append(f"all stopped: {_shown(codes)}, not 502/504")
@@ -65,7 +70,7 @@ def failover(target: Target) -> Verdict:
         except LabctlError as exc:
             raise LabLeftChangedError(exc.message, hint=exc.hint) from None
         for vm in lab.app_vms:
-            _recover(target, lb_ip, vm)
+            _recover(target, lb_ip, vm, vm in serving)
     if failures:
         return Verdict(False, "; ".join(failures))
     return Verdict(
@@ -98,7 +103,7 @@ def _resurrect_one(target: Target, vm: Vm) -> list[str]:
     try:
         mp.exec(name, ["pm2", "kill"], timeout=60, check=True)
         mp.exec(name, ["pm2", "resurrect"], timeout=60)
-        if not _app_answers(target, vm, within=30.0):
+        if not _app_answers(target, vm, within=min(RESURRECT_WAIT, lab.waits.serve)):
             problems.append(f"{vm.name}: {lab.app.name} did not come back (was pm2 save run?)")
     finally:
         if not _app_answers(target, vm, within=1.0):
@@ -138,11 +143,13 @@ def _app_answers(target: Target, vm: Vm, *, within: float) -> bool:
     return True
 
 
-def _recover(target: Target, lb_ip: str, vm: Vm) -> None:
+def _recover(target: Target, lb_ip: str, vm: Vm, behind_lb: bool) -> None:
     """Back to serving after a restore: the app answers, then nginx routes to it again (it skips a
     failed server for fail_timeout; without a header naming the backend, wait that long)."""
     lab = target.ctx.lab
     _app_answers(target, vm, within=lab.waits.serve)
+    if not behind_lb:
+        return
     started = time.monotonic()
 
     def seen() -> bool:
@@ -160,13 +167,18 @@ def _recover(target: Target, lb_ip: str, vm: Vm) -> None:
         target.ctx.sleep(0.2)
 
 
-def _codes(target: Target, lb_ip: str, requests: int) -> Counter[str]:
+def _codes(target: Target, lb_ip: str, requests: int) -> tuple[Counter[str], set[str]]:
+    """HTTP codes of `requests` GETs through the LB, and the backends that answered 200."""
     lab = target.ctx.lab
     codes: Counter[str] = Counter()
+    backends: set[str] = set()
     for _ in range(requests):
         page = fetch(lb_ip, lab.lb.port, lab.domain, timeout=CLIENT_TIMEOUT)
         codes[str(page.status) if page.status else (page.error or "no answer")] += 1
-    return codes
+        backend = target.backend_of(page.headers) if page.status == 200 else None
+        if backend:
+            backends.add(backend)
+    return codes, backends
 
 
 def _shown(codes: Counter[str]) -> str:
