@@ -152,6 +152,10 @@ class CheckWorld:
                 self.send_response(status)
                 if vm:
                     self.send_header("X-Labctl-Vm", vm)
+                    lb_vm = world.mp.vms.get("hello-lb")
+                    if lb_vm is not None and "X-Lab-Backend" in lb_vm.site:  # labctl's own site
+                        address = f"{APP_IPS[f'hello-{vm}']}:{world.app_port}"
+                        self.send_header("X-Lab-Backend", address)
                 self.end_headers()
                 if status == 200 and vm:
                     self.wfile.write(f"hello from {vm} (hello-{vm}), pid 7\n".encode())
