@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from labctl.cli.main import app
 from labctl.config.load import parse_lab
+from labctl.ops.down import down
 from labctl.ops.stage import left_to_student, staged
 from labctl.ops.status import status
 from labctl.ops.up import up
@@ -110,6 +111,9 @@ def test_the_stage_up_was_given_sticks_until_another_is_given(check_world) -> No
     assert any("stays at stage app" in e.message for e in world.events)
     world.guest.online = {"app1", "app2", "app3"}
     assert up(world.ctx, stage="lb").stage == "lb"
+    assert staged(world.ctx).lab.stage == "lb"
+    up(world.ctx, stage="proxy")
+    down(world.ctx)  # a lab that is gone has no stage: the next up follows lab.yaml
     assert staged(world.ctx).lab.stage == "lb"
 
 
