@@ -354,6 +354,44 @@ class MultipassHost(_Strict):
     disk: Disk | None = None
 
 
+Stage = Literal["app", "proxy", "lb"]  # a step of the course (issue 13); lb = the finished lab
+STAGES: Final = ("app", "proxy", "lb")
+BUILTIN_CHECKS: Final = (  # `labctl check`'s built-in checks, in the order they run
+    "app-online", "domain-resolves", "lb-serves", "reverse-proxy", "load-balancing",
+    "failover", "pm2-resurrect",
+)  # fmt: skip
+
+
+class HttpExpect(_Strict):
+    """A custom check's request: through the LB with the lab's domain as Host (or to `vm` directly)."""
+
+    path: Annotated[str, Field(pattern=r"^/[!-~]{0,1000}$")] = "/"
+    vm: Name | None = None
+    status: Annotated[StrictInt, Field(ge=100, le=599)] = 200
+    text: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    header: dict[Annotated[str, Field(pattern=r"^[!-9;-~]{1,100}$")], str] = {}
+
+
+class CommandExpect(_Strict):
+    """A custom check's command: `sh -c RUN` on `vm` (as the default user), exit code and output."""
+
+    vm: Name
+    run: ShellCommand
+    exit_code: Annotated[StrictInt, Field(ge=0, le=255)] = 0
+    output: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+
+
+class CustomCheck(_Strict):
+    """One `checks:` entry: exactly one of `http` or `command`."""
+
+    name: Annotated[str, BeforeValidator(_pattern(PM2_NAME_RE, "check name"))]
+    http: HttpExpect | None = None
+    command: CommandExpect | None = None
+    timeout: Duration = 10.0  # per attempt
+    retry: Annotated[StrictInt, Field(ge=0, le=20)] = 0  # more attempts after a failure
+    retry_interval: Duration = 2.0
+
+
 class Lab(_Strict):
     name: Name
     domain: Domain
@@ -368,6 +406,8 @@ class Lab(_Strict):
     snapshots: Snapshots = Snapshots()
     class_: ClassRoster | None = Field(default=None, alias="class")
     hosts: Annotated[list[MultipassHost], Field(max_length=64)] = []
+    stage: Stage = "lb"
+    checks: Annotated[list[CustomCheck], Field(max_length=100)] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -425,3 +465,17 @@ class Lab(_Strict):
     @property
     def server_names(self) -> list[str]:
         return [self.domain, *self.aliases]
+
+    # --- what the lab's stage provides (issue 13): the one place these rules live ---------------
+    @property
+    def proxied_vms(self) -> list[Vm]:
+        """The app VMs labctl puts behind the LB: none at `app` (the student writes the proxy),
+        the first one at `proxy` (the course's step E), all of them at `lb`."""
+        return {"app": [], "proxy": self.app_vms[:1], "lb": self.app_vms}[self.stage]
+
+    @property
+    def hosts_managed(self) -> bool:
+        """At stage `app` the hosts entry is written only when lab.yaml asks (`manage_hosts: true`)."""
+        if self.stage == "app":
+            return self.manage_hosts and "manage_hosts" in self.model_fields_set
+        return self.manage_hosts

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.check_world import check_world  # noqa: F401  (a fixture: labctl check, stages)
 from tests.fake_multipass.fixture import fake_multipass  # noqa: F401  (a fixture)
 from tests.lab_world import make_world  # noqa: F401  (a fixture)
 

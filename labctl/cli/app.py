@@ -65,6 +65,23 @@ StudentOption = Annotated[
         help="A class lab: only this student (repeatable; default: the whole class).",
     ),
 ]
+
+
+class Stage(StrEnum):
+    app = "app"
+    proxy = "proxy"
+    lb = "lb"
+
+
+StageOption = Annotated[
+    Stage | None,
+    typer.Option(
+        "--stage",
+        help="The course stage to bring the lab to (default: where it is, else lab.yaml's "
+        "stage:): app = apps under pm2 and a bare nginx, proxy = a proxy to the first app VM, "
+        "lb = the finished lab.",
+    ),
+]
 NoHostsOption = Annotated[
     bool,
     typer.Option("--no-hosts", help="Do not touch the hosts file; print the line to add instead."),

@@ -42,6 +42,7 @@ def up(
     max_parallel: int,
     manage_hosts: bool | None,
     force: bool,
+    stage: str | None = None,
 ) -> None:
     result = class_up(
         class_context(lab_file),
@@ -49,6 +50,7 @@ def up(
         max_parallel=max_parallel,
         manage_hosts=manage_hosts,
         force=force,
+        stage=stage,
     )
     output_class.print_class_up(stdout, stderr, result)
     _exit_if(not result.ok)
@@ -108,12 +110,18 @@ def reset(
     rebuild: bool,
     max_parallel: int,
     manage_hosts: bool | None,
+    stage: str | None = None,
 ) -> None:
     runs = class_run(
         class_context(lab_file),
         students,
         lambda ctx: reset_lab(
-            ctx, vms, rebuild=rebuild, max_parallel=max_parallel, manage_hosts=manage_hosts
+            ctx,
+            vms,
+            rebuild=rebuild,
+            max_parallel=max_parallel,
+            manage_hosts=manage_hosts,
+            stage=stage,
         ),
         max_parallel=max_parallel,
     )

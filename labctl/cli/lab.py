@@ -17,6 +17,7 @@ from labctl.cli.app import (
     JsonOption,
     LabFileOption,
     NoHostsOption,
+    StageOption,
     StudentOption,
     app,
     guard,
@@ -145,6 +146,7 @@ def up(
         ),
     ] = False,
     student: StudentOption = None,
+    stage: StageOption = None,
 ) -> None:
     """Launch the lab (what is missing), wire the load balancer and hosts entry, and wait until
     the domain serves through every backend. After the first healthy up, takes the `baseline`
@@ -159,13 +161,21 @@ def up(
     _warn(require_valid(lab_file, manage_hosts=False if no_hosts else None))
     if lab_file.lab.is_class:
         manage = False if no_hosts else None
-        classroom.up(lab_file, student, max_parallel=max_parallel, manage_hosts=manage, force=force)
+        classroom.up(
+            lab_file,
+            student,
+            max_parallel=max_parallel,
+            manage_hosts=manage,
+            force=force,
+            stage=stage.value if stage else None,
+        )
         return
     result = up_lab(
         lab_context(lab_file, student),
         max_parallel=max_parallel,
         manage_hosts=False if no_hosts else None,
         force=force,
+        stage=stage.value if stage else None,
     )
     output.print_up(stdout, stderr, result)
     if not result.ok:

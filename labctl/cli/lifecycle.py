@@ -15,6 +15,7 @@ from labctl.cli.app import (
     JsonOption,
     LabFileOption,
     NoHostsOption,
+    StageOption,
     StudentOption,
     app,
     guard,
@@ -128,6 +129,7 @@ def reset(
     max_parallel: Annotated[int, typer.Option("--max-parallel", min=1, max=64)] = 4,
     no_hosts: NoHostsOption = False,
     student: StudentOption = None,
+    stage: StageOption = None,
 ) -> None:
     """Put VMs back to how `up` left them: restore the baseline snapshot, or (no baseline,
     --rebuild, or state Unknown) purge and launch again; then wait until the domain serves
@@ -145,6 +147,7 @@ def reset(
             rebuild=rebuild,
             max_parallel=max_parallel,
             manage_hosts=manage,
+            stage=stage.value if stage else None,
         )
         return
     result = reset_lab(
@@ -153,6 +156,7 @@ def reset(
         rebuild=rebuild,
         max_parallel=max_parallel,
         manage_hosts=False if no_hosts else None,
+        stage=stage.value if stage else None,
     )
     output_lifecycle.print_reset(stdout, stderr, result)
     if not result.ok:

@@ -95,6 +95,16 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         )
     if result.baseline == "taken":
         out.print("baseline snapshot taken: `labctl reset` restores it")
+    if result.ok and result.left:  # an early course stage (issue 13)
+        apps = ", ".join(vm.vm for vm in result.vms if vm.vm in result.backend_names.values())
+        out.print(
+            f"[green]stage {result.stage} is ready[/green]"
+            + (f": http://{escape(result.domain)}/ proxies to {apps}" if apps else "")
+            + f" ({result.seconds:.0f}s). Left to the student:"
+        )
+        for item in result.left:
+            out.print(f"  - {item}", markup=False)
+        return
     if result.ok and result.check is not None:
         seen = sorted(result.backend_names.get(b, b) for b in result.check.backends_seen)
         out.print(
@@ -130,6 +140,8 @@ def print_status(out: Console, report: StatusReport) -> None:
         f"{', '.join(domain.backends_seen) or 'none'}"
         + (f"; missing: {', '.join(domain.backends_missing)}" if domain.backends_missing else "")
     )
+    if report.stage != "lb":
+        out.print(f"stage {report.stage}: the rest of the lab is the student's to build")
     if report.healthy:
         out.print("[green]healthy[/green]")
     else:

@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,7 +22,18 @@ from labctl.config.files import FileRefusedError, read_limited
 from labctl.config.values import check_values
 from labctl.config.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 from labctl.errors import ConfigError
-from labctl.model import MAX_INSTANCE_NAME, NAME_RE, App, AppSource, AppStart, Lab, LoadBalancer, Vm
+from labctl.model import (
+    BUILTIN_CHECKS,
+    MAX_INSTANCE_NAME,
+    NAME_RE,
+    STAGES,
+    App,
+    AppSource,
+    AppStart,
+    Lab,
+    LoadBalancer,
+    Vm,
+)
 
 # The biggest real lab.yaml is a few KiB. PyYAML parses ~200 KB/s of dense YAML, so this cap also
 # bounds how long a hostile file can keep `validate` busy (about a second).
@@ -51,6 +62,14 @@ class LabFile:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def with_stage(self, stage: str | None) -> LabFile:
+        """The same lab at another course stage (`--stage` on up/reset); None keeps lab.yaml's."""
+        if stage is None or stage == self.lab.stage:
+            return self
+        if stage not in STAGES:
+            raise ConfigError([f"--stage {stage}: not a stage (stages: {', '.join(STAGES)})"])
+        return replace(self, lab=self.lab.model_copy(update={"stage": stage}))
 
     def app_source_dir(self) -> Path | None:
         """Absolute directory of a `source.path` app, relative paths being relative to lab.yaml."""
@@ -205,6 +224,32 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
     found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
     found += [(("lb", *p), m) for p, m in _check_lb(lab.lb)]
     found += check_values(lab, base_dir)
+    found += _check_checks(lab)
+    return found
+
+
+def _check_checks(lab: Lab) -> list[tuple[Path_, str]]:
+    """`checks:`: one kind each, unique names (not a built-in's), VMs of this lab."""
+    found: list[tuple[Path_, str]] = []
+    names: dict[str, int] = {}
+    vms = ", ".join(vm.name for vm in lab.vms)
+    for i, check in enumerate(lab.checks):
+        if check.name in BUILTIN_CHECKS:
+            found.append((("checks", i, "name"), f"{check.name!r} is a built-in check's name"))
+        elif check.name in names:
+            found.append(
+                (
+                    ("checks", i, "name"),
+                    f"duplicate check {check.name!r} (also checks[{names[check.name]}])",
+                )
+            )
+        names.setdefault(check.name, i)
+        if (check.http is None) == (check.command is None):
+            found.append((("checks", i), "give exactly one of http or command"))
+        for kind, expect in (("http", check.http), ("command", check.command)):
+            vm = getattr(expect, "vm", None)
+            if vm is not None and lab.vm(vm) is None:
+                found.append(((("checks", i, kind, "vm")), f"no VM named {vm!r} (VMs: {vms})"))
     return found
 
 

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from labctl.errors import ProbeTimeoutError
 
@@ -250,3 +257,50 @@ def hammer(
             break
         tally.add(http_get(ip, port, host, timeout=timeout))
     return tally
+
+
+@dataclass(frozen=True)
+class HttpPage:
+    """One GET with what a check needs to judge it: status, headers (lower-case names), body."""
+
+    status: int | None  # None: no HTTP answer at all
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    error: str = ""
+
+
+def fetch(
+    ip: str, port: int, host: str, *, path: str = "/", timeout: float = 5.0, limit: int = 65536
+) -> HttpPage:
+    """GET `path` from ip:port with `Host: host`, the first `limit` bytes of the body; never raises."""
+    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "labctl-check"})
+        response = conn.getresponse()
+        body = response.read(limit).decode("utf-8", errors="replace")
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return HttpPage(response.status, headers, body)
+    except (OSError, http.client.HTTPException) as exc:
+        return HttpPage(None, error=_describe(exc))
+    finally:
+        conn.close()
+
+
+def retry_attempts(
+    attempt: Callable[[], T],
+    passed: Callable[[T], bool],
+    *,
+    attempts: int,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `attempt` up to `attempts` times, `interval` apart, until `passed(result)`; return the
+    last result either way (a check's `retry:`)."""
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda result: not passed(result)),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        sleep=sleep,
+    )
+    return retrying(attempt)

@@ -49,7 +49,7 @@ class DrillResult:
         return bool(self.steps) and all(step.passed for step in self.steps)
 
 
-class _Backends:
+class Backends:  # also used by `labctl check`'s failover check (ops/checks/disruptive.py)
     """Takes app backends down and brings them back; remembers what it must restore."""
 
     def __init__(self, ctx: LabContext, mode: Mode) -> None:
@@ -143,7 +143,7 @@ def _drill(
         vm.name: f"{next(v.ip for v in report.vms if v.name == vm.name)}:{lab.app.port}"
         for vm in lab.app_vms
     }
-    backends = _Backends(ctx, mode)
+    backends = Backends(ctx, mode)
     try:
         for vm in chosen:
             record(_one_down(ctx, backends, vm, target, addresses, requests))
@@ -173,7 +173,7 @@ def _choose(ctx: LabContext, names: list[str] | None) -> list[Vm]:
 
 def _one_down(
     ctx: LabContext,
-    backends: _Backends,
+    backends: Backends,
     vm: Vm,
     target: str,
     addresses: dict[str, str],
@@ -209,7 +209,7 @@ def _one_down(
     )
 
 
-def _all_down(ctx: LabContext, backends: _Backends, target: str) -> DrillStep:
+def _all_down(ctx: LabContext, backends: Backends, target: str) -> DrillStep:
     started = time.monotonic()
     for vm in ctx.lab.app_vms:
         backends.take_down(vm)

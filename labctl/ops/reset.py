@@ -17,6 +17,7 @@ from labctl.model import Vm
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.failures import StageFailure
 from labctl.ops.snapshot import BASELINE, SnapshotOutcome, cycle, save, unavailable_reason
+from labctl.ops.stage import staged
 from labctl.ops.up import bring_up_vms
 from labctl.ops.wire import Wiring, wire_and_wait
 
@@ -65,9 +66,11 @@ def reset(
     rebuild: bool = False,
     max_parallel: int = 4,
     manage_hosts: bool | None = None,
+    stage: str | None = None,
 ) -> ResetResult:
     targets = choose_vms(ctx, vms)
     with ctx.locked("reset"):
+        ctx = staged(ctx, stage)
         return _reset(ctx, targets, rebuild, max_parallel, manage_hosts)
 
 

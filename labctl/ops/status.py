@@ -15,6 +15,7 @@ from labctl.host.probes import DomainCheck, check_domain
 from labctl.model import Vm
 from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext
+from labctl.ops.stage import staged
 from labctl.ops.vm_report import agent_key_of, read_vm_report
 
 _CLOUD_INIT_OK: Final = {"done", "degraded done"}
@@ -74,6 +75,7 @@ class StatusReport:
     vms: list[VmStatus]
     domain: DomainStatus
     problems: list[str]
+    stage: str = "lb"  # the course stage: what it leaves to the student is not a problem
 
     @property
     def healthy(self) -> bool:
@@ -84,6 +86,7 @@ class StatusReport:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"lab": self.lab, "healthy": self.healthy, "problems": self.problems}
+        data["stage"] = self.stage
         data["vms"] = [
             {
                 **asdict(vm),
@@ -98,11 +101,13 @@ class StatusReport:
 
 
 def status(ctx: LabContext) -> StatusReport:
+    ctx = staged(ctx)
     lab = ctx.lab
     instances = {inst.name: inst for inst in ctx.multipass.list()}
     vms = [_base_status(ctx, vm, instances.get(ctx.instance(vm))) for vm in lab.vms]
     lb_status = next(v for v in vms if "lb" in v.roles)
-    app_addresses = {f"{v.ip}:{lab.app.port}": v.name for v in vms if "app" in v.roles and v.ip}
+    proxied = {vm.name for vm in lab.proxied_vms}  # behind the LB at this stage
+    app_addresses = {f"{v.ip}:{lab.app.port}": v.name for v in vms if v.name in proxied and v.ip}
     with ThreadPoolExecutor(max_workers=min(64, len(vms) + 1), thread_name_prefix="status") as pool:
         domain_future = pool.submit(_check_domain, ctx, lb_status.ip, app_addresses)
         key = agent_key_of(ctx)
@@ -116,16 +121,16 @@ def status(ctx: LabContext) -> StatusReport:
                 f"backend {vm.ip}:{lab.app.port} did not answer through the load balancer"
             )
     problems = [f"{vm.name}: {p}" for vm in vms for p in vm.problems]
-    if not domain.resolves and lab.manage_hosts:
+    if not domain.resolves and lab.hosts_managed:
         got = ", ".join(domain.resolved) or "nothing"
         problems.append(
             f"domain: {lab.domain} resolves to {got}, not the load balancer {domain.lb_ip or '?'}"
         )
-    if not domain.serving:
+    if not domain.serving and lab.stage != "app":  # at stage app the proxy is the student's
         problems.append(
             f"domain: http://{lab.domain}/ is not serving ({check.describe() if check else 'no LB address'})"
         )
-    return StatusReport(lab.name, vms, domain, problems)
+    return StatusReport(lab.name, vms, domain, problems, lab.stage)
 
 
 def _base_status(ctx: LabContext, vm: Vm, inst: Instance | None) -> VmStatus:
@@ -217,14 +222,14 @@ def _check_domain(
         expected_backends=frozenset(backends),
         requests=3 * len(backends) + 2,
         resolver=ctx.resolver,
-        use_resolution=ctx.lab.manage_hosts,
+        use_resolution=ctx.lab.hosts_managed,
     )
 
 
 def _domain_status(
     ctx: LabContext, lb_ip: str | None, check: DomainCheck | None, backends: dict[str, str]
 ) -> DomainStatus:
-    every_app = [vm.name for vm in ctx.lab.app_vms]
+    every_app = [vm.name for vm in ctx.lab.proxied_vms]
     if check is None:
         return DomainStatus(
             ctx.lab.domain,

@@ -36,6 +36,7 @@ from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
 from labctl.ops.launch_order import LaunchOrder, lpt_order
 from labctl.ops.snapshot import take_baseline
+from labctl.ops.stage import left_to_student, record_stage, staged
 from labctl.ops.wire import HostsOutcome, wire_and_wait
 from labctl.render.assets import Assets, read_assets
 from labctl.render.userdata import render_user_data
@@ -65,6 +66,8 @@ class UpResult:
     backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
     seconds: float = 0.0
     baseline: str = ""  # taken | exists | off | partial | skipped: why
+    stage: str = "lb"  # the course stage brought up (issue 13)
+    left: list[str] = field(default_factory=list)  # what that stage leaves to the student
 
     @property
     def ok(self) -> bool:
@@ -83,8 +86,10 @@ def up(
     max_parallel: int = 4,
     manage_hosts: bool | None = None,
     force: bool = False,
+    stage: str | None = None,
 ) -> UpResult:
     with ctx.locked("up"):
+        ctx = staged(ctx, stage)
         try:
             return _up(ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force)
         except KeyboardInterrupt:
@@ -152,10 +157,12 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
         "done",
         f"multipass {version}; {len(ownership.ours)} of {len(lab.vms)} VMs exist",
     )
+    record_stage(ctx)
     outcomes, failures = bring_up_vms(
         ctx, lab.vms, ownership.ours, max_parallel=max_parallel, archive=archive
     )
     result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
+    result = replace(result, stage=lab.stage, left=left_to_student(lab))
     if failures:
         return result
     wiring = wire_and_wait(ctx, manage_hosts=manage_hosts)

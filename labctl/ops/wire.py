@@ -10,9 +10,10 @@ from dataclasses import dataclass, field, replace
 
 from labctl.errors import HostsFileError, ProbeTimeoutError
 from labctl.host.hostsfile import entry_line, render_block, update_hosts
-from labctl.host.probes import DomainCheck, check_domain, wait_until
+from labctl.host.probes import DomainCheck, HttpAnswer, check_domain, http_get, wait_until
 from labctl.ops.context import LabContext
 from labctl.ops.failures import StageFailure, log_tail
+from labctl.ops.stage import staged
 from labctl.render.userdata import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend, render_nginx_site
 
 
@@ -35,16 +36,22 @@ class Wiring:
     check: DomainCheck | None = None
     backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
     failures: list[StageFailure] = field(default_factory=list)
+    stage: str = "lb"
+    apps_answering: list[str] = field(default_factory=list)  # stage app: VMs whose app answered
 
     @property
     def ok(self) -> bool:
-        return not self.failures and self.check is not None
+        # Stage app leaves the LB to the student: the apps answering is all there is to wait for.
+        return not self.failures and (self.check is not None or self.stage == "app")
 
 
 def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wiring:
     """Re-sync nginx (nginx -t first) and the hosts entry with `multipass list`, then wait."""
+    ctx = staged(
+        ctx, announce=False
+    )  # what is wired depends on the lab's course stage (ops/stage.py)
     lab, mp = ctx.lab, ctx.multipass
-    manage = lab.manage_hosts if manage_hosts is None else manage_hosts
+    manage = lab.hosts_managed if manage_hosts is None else manage_hosts
     instances = {inst.name: inst for inst in mp.list()}
     failures: list[StageFailure] = []
     ips: dict[str, str] = {}
@@ -67,8 +74,10 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
             ips[vm.name] = ip
     if failures:
         return Wiring(ips=ips, failures=failures)
+    if lab.stage == "app":
+        return _wire_app_stage(ctx, ips, manage)
 
-    backends = [Backend(vm.name, f"{ips[vm.name]}:{lab.app.port}") for vm in lab.app_vms]
+    backends = [Backend(vm.name, f"{ips[vm.name]}:{lab.app.port}") for vm in lab.proxied_vms]
     names = {b.address: b.vm for b in backends}
     lb = lab.lb_vm
     lb_ip = ips[lb.name]
@@ -88,39 +97,13 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
     lb_config = "unchanged" if "unchanged" in applied.stdout else "applied"
     ctx.emit("lb", "done", f"nginx config {lb_config}", vm=lb.name)
 
-    line = entry_line(lb_ip, lab.server_names)
-    if manage:
-        try:
-            changed = update_hosts(
-                ctx.hosts_file,
-                lab.name,
-                render_block(lab.name, lb_ip, lab.server_names),
-                backup=ctx.lab_state.hosts_backup,
-            )
-        except HostsFileError as exc:  # e.g. ENOSPC or EACCES: everything else is in place
-            failure = StageFailure(
-                "hosts",
-                f"{exc.message}; the VMs are up and nginx points at them, only the hosts entry "
-                "is missing",
-                hint=(f"{exc.hint} " if exc.hint else "")
-                + "Fix that and run `labctl up` again, or add this line to "
-                f"{ctx.hosts_file} yourself and use --no-hosts: {line}",
-            )
-            return Wiring(
-                ips=ips, lb_ip=lb_ip, lb_config=lb_config, backend_names=names, failures=[failure]
-            )
-        ctx.emit(
-            "hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}"
+    hosts = _write_hosts(ctx, lb_ip, manage)
+    if isinstance(hosts, StageFailure):
+        return Wiring(
+            ips=ips, lb_ip=lb_ip, lb_config=lb_config, backend_names=names, failures=[hosts]
         )
-    else:
-        changed = False
-        ctx.emit("hosts", "skip", f"not managed; add this line to {ctx.hosts_file}: {line}")
     wiring = Wiring(
-        ips=ips,
-        lb_ip=lb_ip,
-        lb_config=lb_config,
-        hosts=HostsOutcome(manage, changed, line, str(ctx.hosts_file)),
-        backend_names=names,
+        ips=ips, lb_ip=lb_ip, lb_config=lb_config, hosts=hosts, backend_names=names, stage=lab.stage
     )
 
     expected = frozenset(names)
@@ -145,6 +128,76 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
         return replace(wiring, failures=[failure])
     ctx.emit("serve", "done", f"http://{lab.domain}/ serves through all {len(expected)} backend(s)")
     return replace(wiring, check=check)
+
+
+def _write_hosts(ctx: LabContext, lb_ip: str, manage: bool) -> HostsOutcome | StageFailure:
+    lab = ctx.lab
+    line = entry_line(lb_ip, lab.server_names)
+    if not manage:
+        ctx.emit("hosts", "skip", f"not managed; add this line to {ctx.hosts_file}: {line}")
+        return HostsOutcome(False, False, line, str(ctx.hosts_file))
+    try:
+        changed = update_hosts(
+            ctx.hosts_file,
+            lab.name,
+            render_block(lab.name, lb_ip, lab.server_names),
+            backup=ctx.lab_state.hosts_backup,
+        )
+    except HostsFileError as exc:  # e.g. ENOSPC or EACCES: everything else is in place
+        return StageFailure(
+            "hosts",
+            f"{exc.message}; the VMs are up and nginx points at them, only the hosts entry "
+            "is missing",
+            hint=(f"{exc.hint} " if exc.hint else "")
+            + "Fix that and run `labctl up` again, or add this line to "
+            f"{ctx.hosts_file} yourself and use --no-hosts: {line}",
+        )
+    ctx.emit("hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}")
+    return HostsOutcome(True, changed, line, str(ctx.hosts_file))
+
+
+def _wire_app_stage(ctx: LabContext, ips: dict[str, str], manage: bool) -> Wiring:
+    """Stage app: nothing is pushed to the LB (its nginx keeps the default site); the hosts entry
+    only if lab.yaml asks; then wait until the app answers on each app VM directly."""
+    lab = ctx.lab
+    lb_ip = ips[lab.lb_vm.name]
+    hosts = _write_hosts(ctx, lb_ip, manage)
+    if isinstance(hosts, StageFailure):
+        return Wiring(ips=ips, lb_ip=lb_ip, failures=[hosts], stage="app")
+    wiring = Wiring(ips=ips, lb_ip=lb_ip, lb_config="student", hosts=hosts, stage="app")
+    apps = {vm.name: ips[vm.name] for vm in lab.app_vms}
+    ctx.emit("serve", "start", f"waiting for the app to answer on {len(apps)} app VM(s)")
+
+    def attempt() -> dict[str, HttpAnswer]:
+        return {vm: http_get(ip, lab.app.port, lab.domain, timeout=5.0) for vm, ip in apps.items()}
+
+    def answering(answers: dict[str, HttpAnswer]) -> bool:
+        return all(a.status is not None and a.status < 500 for a in answers.values())
+
+    def describe(answers: dict[str, HttpAnswer]) -> str:
+        return "; ".join(
+            f"{vm}: {a.error or f'HTTP {a.status}'}"
+            for vm, a in answers.items()
+            if a.status is None or a.status >= 500
+        )
+
+    try:
+        wait_until(
+            attempt,
+            answering,
+            timeout=lab.waits.serve,
+            interval=ctx.probe_interval,
+            describe=describe,
+            what=f"the app on port {lab.app.port}",
+            sleep=ctx.sleep,
+        )
+    except ProbeTimeoutError as exc:
+        failure = StageFailure(
+            "serve", exc.message, hint="See `labctl status` and `labctl logs VM` for the app."
+        )
+        return replace(wiring, failures=[failure])
+    ctx.emit("serve", "done", f"the app answers on {', '.join(apps)}")
+    return replace(wiring, apps_answering=list(apps))
 
 
 def wait_serving(

@@ -219,6 +219,8 @@ def _agent_files(assets: Assets, key: bytes | None) -> list[dict[str, Any]]:
 
 
 def _lb_files(lab: Lab, assets: Assets) -> list[dict[str, Any]]:
+    if lab.stage == "app":  # nginx keeps its own default site: the proxy is the student's to write
+        return [_file(LB_APPLY_PATH, assets.lb_apply, "0755")]
     return [
         # Deferred: lands after the nginx package, so dpkg never sees it (stack.md §4.1).
         _file(nginx_site_path(lab), render_placeholder_site(lab), "0644", defer=True),
@@ -227,6 +229,8 @@ def _lb_files(lab: Lab, assets: Assets) -> list[dict[str, Any]]:
 
 
 def _lb_runcmd(lab: Lab) -> list[str | list[str]]:
+    if lab.stage == "app":
+        return [["systemctl", "enable", "nginx"], ["systemctl", "restart", "nginx"]]
     return [
         ["rm", "-f", "/etc/nginx/sites-enabled/default"],
         ["ln", "-sfn", nginx_site_path(lab), nginx_enabled_path(lab)],

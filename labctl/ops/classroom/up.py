@@ -140,6 +140,7 @@ def class_up(
     max_parallel: int = 4,
     manage_hosts: bool | None = None,
     force: bool = False,
+    stage: str | None = None,
 ) -> ClassUpResult:
     started = time.monotonic()
     chosen = select_students(cctx.lab, students)
@@ -164,7 +165,9 @@ def class_up(
     slots = _ClassSlots(max(1, max_parallel))
 
     def bring_up(ctx: LabContext) -> UpResult:
-        return up(ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force)
+        return up(
+            ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force, stage=stage
+        )
 
     runs = fan_out(
         cctx,
