@@ -21,7 +21,7 @@ from labctl.config.load import load_lab, parse_lab
 from labctl.config.names import HostFacts
 from labctl.config.sources import MAX_SOURCE_BYTES, walk_source
 from labctl.host.resources import HostResources
-from labctl.ops.checks import check_lab
+from labctl.ops.validation import check_lab
 
 LAB = "name: demo\ndomain: demo.lab\nvms:\n  - {name: app1, roles: [app]}\n  - {name: lb, roles: [lb]}\n"
 NOT_HANGING = 60  # seconds: generous; a hang is forever

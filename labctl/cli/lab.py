@@ -28,7 +28,7 @@ from labctl.cli.app import (
 from labctl.cli.watch import CountOption, IntervalOption, WatchOption, watch_status
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
-from labctl.ops.checks import require_valid
+from labctl.ops.validation import require_valid
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import drill as drill_lab
 from labctl.ops.plan import plan as plan_lab

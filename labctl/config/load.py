@@ -49,7 +49,7 @@ class LabFile:
     lab: Lab
     path: Path
     digest: str  # sha256 of the file text: snapshots record it to warn when lab.yaml changed
-    loaded: LoadedYaml | None = None  # positions, so later checks (ops/checks.py) name the line
+    loaded: LoadedYaml | None = None  # positions, so later checks (ops/validation.py) name the line
     shown: str = ""  # the path as the user gave it, as in load_lab's own messages
 
     def problem(self, path: Path_, message: str) -> str:
