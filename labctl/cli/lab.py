@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli import classroom, output
+from labctl.cli import classroom, output, output_json
 from labctl.cli.app import (
     DrillMode,
     JsonOption,
@@ -23,6 +23,7 @@ from labctl.cli.app import (
     lab_context,
     stderr,
     stdout,
+    view,
 )
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
@@ -38,11 +39,19 @@ from labctl.render.userdata import mask_secrets, render_user_data
 
 @app.command()
 @guard
-def validate(file: LabFileOption = Path("lab.yaml")) -> None:
+def validate(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
     """Check lab.yaml and report every problem with its line. Exit 2 if there is any.
 
     Example: labctl validate -f examples/hello/lab.yaml
     """
+    if as_json:
+        try:
+            valid = load_lab(file).lab
+        except ConfigError as exc:
+            stdout.out(output_json.validate_json(file, None, exc.problems), highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        stdout.out(output_json.validate_json(file, valid, []), highlight=False)
+        return
     lab = load_lab(file).lab
     if lab.class_ is not None:
         hosts = ", ".join(h.name for h in lab.hosts) or "the local daemon"
@@ -151,12 +160,13 @@ def up(
         manage = False if no_hosts else None
         classroom.up(lab_file, student, max_parallel=max_parallel, manage_hosts=manage, force=force)
         return
-    result = up_lab(
-        lab_context(lab_file, student),
-        max_parallel=max_parallel,
-        manage_hosts=False if no_hosts else None,
-        force=force,
-    )
+    with view.showing("up"):
+        result = up_lab(
+            lab_context(lab_file, student),
+            max_parallel=max_parallel,
+            manage_hosts=False if no_hosts else None,
+            force=force,
+        )
     output.print_up(stdout, stderr, result)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -237,7 +247,8 @@ def drill(
         return
     ctx = lab_context(lab_file, student)
     show = None if as_json else output.drill_step_printer(stdout)
-    result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
+    with view.showing("drill"):
+        result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
     if as_json:
         stdout.out(output.drill_json(result), highlight=False)
     else:

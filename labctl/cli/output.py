@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Final
@@ -14,33 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from labctl.ops.context import Event
 from labctl.ops.down import DownResult
 from labctl.ops.drill import DrillResult, DrillStep
 from labctl.ops.failures import StageFailure
 from labctl.ops.plan import PlanResult
 from labctl.ops.status import StatusReport, VmStatus
 from labctl.ops.up import UpResult
-
-_MARKS = {
-    "start": "[cyan]…[/cyan]",
-    "done": "[green]✓[/green]",
-    "fail": "[red]✗[/red]",
-    "info": "[blue]•[/blue]",
-    "skip": "[yellow]-[/yellow]",
-}
-
-
-def progress_printer(console: Console) -> Callable[[Event], None]:
-    lock = threading.Lock()  # events come from the per-VM threads
-
-    def show(event: Event) -> None:
-        where = f"[bold]{escape(event.vm)}[/bold] " if event.vm else ""
-        with lock:
-            console.print(f"{_MARKS[event.kind]} {event.stage:<10} {where}{escape(event.message)}")
-
-    return show
-
 
 _LABCTL_COMMAND: Final = re.compile(r"`labctl ([a-z][^`]*)`")
 
@@ -168,11 +146,17 @@ def print_plan(out: Console, result: PlanResult) -> None:
     out.print(table)
     out.print(f"Steps (same number = concurrent; at most {result.max_parallel} launches at once):")
     for step in result.steps:
-        out.print(f"  {step.order}. {escape(step.what)}")
+        limit = f" [at most {_duration(step.max_seconds)}]" if step.max_seconds else ""
+        out.print(f"  {step.order}. {escape(step.what)}{escape(limit)}")
         if step.argv:
             out.print(f"       {escape(shlex.join(step.argv))}")
     for note in result.notes:
         out.print(f"note: {escape(note)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min" + (f" {secs} s" if secs else "") if minutes else f"{secs} s"
 
 
 def plan_json(result: PlanResult) -> str:

@@ -32,6 +32,7 @@ from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
+from labctl.ops.logtail import tail_cloud_init_log
 from labctl.ops.snapshot import take_baseline
 from labctl.ops.wire import HostsOutcome, wire_and_wait
 from labctl.render.assets import Assets, read_assets
@@ -203,6 +204,8 @@ def bring_up_vms(
             cancel.set()
             raise
         except LabctlError as exc:
+            if cancel.is_set():
+                return None  # Ctrl-C killed this VM's multipass call: not a failure of the VM
             # _StageError says which stage failed; any other error came from the launch itself
             stage = exc.stage if isinstance(exc, _StageError) else "launch"
             ctx.emit(stage, "fail", exc.message, vm=vm.name)
@@ -245,15 +248,17 @@ def _bring_up(
             ctx.emit("launch", "start", f"launching {name}", vm=vm.name)
             ctx.lab_state.record(name, vm.name)  # before launching: an interrupted up still owns it
             try:
-                mp.launch(
-                    name=name,
-                    image=lab.image,
-                    cpus=lab.cpus_of(vm),
-                    memory=lab.memory_of(vm),
-                    disk=lab.disk_of(vm),
-                    cloud_init=user_data,
-                    timeout=lab.waits.launch,
-                )
+                # launch itself waits for cloud-init's boot-finished (multipass.md §7): tail it
+                with tail_cloud_init_log(ctx, vm, stage="launch"):
+                    mp.launch(
+                        name=name,
+                        image=lab.image,
+                        cpus=lab.cpus_of(vm),
+                        memory=lab.memory_of(vm),
+                        disk=lab.disk_of(vm),
+                        cloud_init=user_data,
+                        timeout=lab.waits.launch,
+                    )
             except MultipassError as exc:
                 raise _StageError("launch", exc) from None
         ctx.emit("launch", "done", f"{name} launched", vm=vm.name)
@@ -301,7 +306,8 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
     name = ctx.instance(vm)
     limit = ctx.lab.waits.cloud_init
     try:
-        result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
+        with tail_cloud_init_log(ctx, vm):
+            result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
     except CommandTimeoutError:
         raise _StageError(
             "cloud-init",
