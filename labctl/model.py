@@ -384,3 +384,8 @@ class Lab(_Strict):
     @property
     def server_names(self) -> list[str]:
         return [self.domain, *self.aliases]
+
+    @property
+    def url(self) -> str:
+        """The site's address as a browser needs it: with the LB port unless it is 80."""
+        return f"http://{self.domain}{'' if self.lb.port == 80 else f':{self.lb.port}'}/"

@@ -65,18 +65,27 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         out.print(f"Add this line to {escape(result.hosts.path)}:\n  {escape(result.hosts.line)}")
     print_failures(err, result.failures)
     if result.failures:
-        ready = [vm.vm for vm in result.vms]
+        # a VM without an IP is not ready, whatever its cloud-init says
+        no_ip = {f.vm for f in result.failures if f.stage == "ip"}
+        ready = [vm.vm for vm in result.vms if vm.vm not in no_ip]
+        # one way on: "up again continues" only when it does (not after a failed cloud-init)
+        again = (
+            "`labctl up` again continues from here; "
+            if all(f.resumable for f in result.failures)
+            else "do what the hint above says; "
+        )
         err.print(
             f"up stopped: {len(ready)} VM(s) ready ({', '.join(ready) or 'none'}); nothing was "
-            "deleted. `labctl up` again continues from here; `labctl down` removes the lab.",
+            f"deleted. {again}`labctl down` removes the lab.",
             markup=False,
         )
     if result.baseline == "taken":
         out.print("baseline snapshot taken: `labctl reset` restores it")
     if result.ok and result.check is not None:
         seen = sorted(result.backend_names.get(b, b) for b in result.check.backends_seen)
+        url = result.url or f"http://{result.domain}/"
         out.print(
-            f"[green]http://{escape(result.domain)}/ is serving[/green] via {escape(result.lb_ip or '?')} "
+            f"[green]{escape(url)} is serving[/green] via {escape(result.lb_ip or '?')} "
             f"through {', '.join(seen)} ({result.seconds:.0f}s)"
         )
 

@@ -136,7 +136,7 @@ def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = 
     steps.append(
         PlanStep(
             8,
-            f"wait until http://{lab.domain}/ answers 200 through all "
+            f"wait until {lab.url} answers 200 through all "
             f"{len(lab.app_vms)} backend(s) (waits.serve)",
             max_seconds=lab.waits.serve,
         )
@@ -193,7 +193,7 @@ def _baseline_steps(ctx: LabContext, notes: list[str]) -> list[PlanStep]:
     steps.append(
         PlanStep(
             11 + len(names),
-            f"re-point nginx and wait until http://{lab.domain}/ serves again (waits.serve)",
+            f"re-point nginx and wait until {lab.url} serves again (waits.serve)",
             max_seconds=lab.waits.serve,
         )
     )

@@ -121,7 +121,7 @@ def status(ctx: LabContext) -> StatusReport:
         )
     if not domain.serving:
         problems.append(
-            f"domain: http://{lab.domain}/ is not serving ({check.describe() if check else 'no LB address'})"
+            f"domain: {lab.url} is not serving ({check.describe() if check else 'no LB address'})"
         )
     return StatusReport(lab.name, vms, domain, problems)
 
@@ -156,8 +156,20 @@ def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus) -> None:
             f"VM may be frozen or overloaded (try `multipass restart {status.instance}`)"
         )
         return
-    except (MultipassError, json.JSONDecodeError) as exc:
-        status.problems.append(f"health check failed: {getattr(exc, 'message', str(exc))}")
+    except json.JSONDecodeError:  # say what was expected, not what the parser choked on
+        status.problems.append(
+            f"health check: {VM_STATUS_COMMAND[-1]} answered something that is not its JSON "
+            "report (was this VM provisioned by labctl?)"
+        )
+        return
+    except MultipassError as exc:
+        status.problems.append(f"health check failed: {exc.message}")
+        return
+    if result.returncode == 127:
+        status.problems.append(
+            f"no {VM_STATUS_COMMAND[-1]} on the VM: it was not provisioned by labctl (rebuild "
+            f"it: `labctl reset {vm.name} --rebuild`)"
+        )
         return
     if not isinstance(report, dict):
         tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]

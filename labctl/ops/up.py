@@ -32,6 +32,7 @@ from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
+from labctl.ops.hints import after_launch_failure
 from labctl.ops.logtail import tail_cloud_init_log
 from labctl.ops.snapshot import take_baseline
 from labctl.ops.wire import HostsOutcome, wire_and_wait
@@ -64,6 +65,7 @@ class UpResult:
     backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
     seconds: float = 0.0
     baseline: str = ""  # taken | exists | off | partial | skipped: why
+    url: str = ""  # the site's URL (with the LB port when it is not 80)
 
     @property
     def ok(self) -> bool:
@@ -154,7 +156,9 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
     outcomes, failures = bring_up_vms(
         ctx, lab.vms, ownership.ours, max_parallel=max_parallel, archive=archive
     )
-    result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
+    result = UpResult(
+        lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started, url=lab.url
+    )
     if failures:
         return result
     wiring = wire_and_wait(ctx, manage_hosts=manage_hosts)
@@ -215,6 +219,7 @@ def bring_up_vms(
                 vm=vm.name,
                 log_tail=exc.log_tail if isinstance(exc, _StageError) else "",
                 hint=exc.hint,
+                resumable=exc.resumable if isinstance(exc, _StageError) else True,
             )
 
     with ThreadPoolExecutor(max_workers=max(1, len(vms)), thread_name_prefix="vm") as pool:
@@ -260,7 +265,10 @@ def _bring_up(
                         timeout=lab.waits.launch,
                     )
             except MultipassError as exc:
-                raise _StageError("launch", exc) from None
+                hint, resumable = after_launch_failure(ctx, vm, exc)
+                raise _StageError(
+                    "launch", LabctlError(exc.message, hint=hint), resumable=resumable
+                ) from None
         ctx.emit("launch", "done", f"{name} launched", vm=vm.name)
     elif existing.state in ("Stopped", "Suspended"):
         action = "started"
@@ -281,6 +289,7 @@ def _bring_up(
                 hint=f"Rebuild it: `labctl reset {vm.name} --rebuild` (or multipass delete "
                 f"--purge {name} and `labctl up` again).",
             ),
+            resumable=False,
         )
     else:
         action = "existing"  # Running, or Starting (a launch an earlier up left): cloud-init waits
@@ -295,10 +304,13 @@ def _bring_up(
 class _StageError(LabctlError):
     """A VM's pipeline failed at `stage` (launch or cloud-init); becomes that VM's StageFailure."""
 
-    def __init__(self, stage: str, cause: LabctlError, log_tail: str = "") -> None:
+    def __init__(
+        self, stage: str, cause: LabctlError, log_tail: str = "", *, resumable: bool = True
+    ) -> None:
         super().__init__(cause.message, hint=cause.hint)
         self.stage = stage
         self.log_tail = log_tail
+        self.resumable = resumable
 
 
 def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
@@ -327,7 +339,10 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
         return "degraded"
     failure = cloud_init_failure(ctx, vm, result.returncode, result.stdout + result.stderr)
     raise _StageError(
-        "cloud-init", LabctlError(failure.message, hint=failure.hint), failure.log_tail
+        "cloud-init",
+        LabctlError(failure.message, hint=failure.hint),
+        failure.log_tail,
+        resumable=failure.resumable,
     )
 
 
