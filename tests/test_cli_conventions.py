@@ -216,3 +216,16 @@ def test_init_default_is_hello_in_the_current_directory(run, tmp_path: Path, mon
     result = run("init")
     assert result.exit_code == 0 and "name: hello" in (tmp_path / "lab.yaml").read_text()
     assert "next: labctl validate   then: labctl plan   then: labctl up" in result.output
+
+
+def test_readme_walkthrough_shows_what_init_and_validate_print(run, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    walkthrough = readme.split("## Your first lab in five minutes", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "lab.yaml").unlink()
+    for command in (["init"], ["validate"]):
+        result = run(*command)
+        assert result.exit_code == 0
+        block = walkthrough.split(f"$ labctl {command[0]}", 1)[1].split("\n$ ", 1)[0]
+        shown = block.split("\n", 1)[1].rstrip("\n")  # what the README says comes out
+        assert shown == result.output.rstrip("\n"), command
+    assert "make test" in walkthrough and "port 80" in walkthrough
