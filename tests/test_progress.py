@@ -187,3 +187,46 @@ def test_plain_mode_class_counter_and_ctrl_c_drops_failures_it_caused() -> None:
     assert plain_line(Event("lb", "done", "applied", vm="lb"), 0).endswith(
         "✓ lb         lb applied"
     )
+
+
+CLASS_LAB = """\
+name: cls
+class:
+  students: [ann, bob]
+  domain: "{student}.lab"
+app: {name: hello, source: {builtin: hello}}
+vms:
+  - {name: app1, roles: [app]}
+  - {name: lb, roles: [lb]}
+waits: {launch: 60s, cloud_init: 60s, serve: 1s}
+"""
+
+
+def test_class_up_piped_counts_students_and_words_each_way_on(
+    fake_multipass: FakeMultipass, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from labctl.cli.main import app
+
+    (tmp_path / "lab.yaml").write_text(CLASS_LAB)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
+    fake_multipass.on_exec("*", ["/usr/local/sbin/labctl-lb-apply"], stdout="applied\n")
+    fake_multipass.configure(cloud_init_error=["cls-ann-app1"])
+    env = {
+        **fake_multipass.env,
+        "LABCTL_MULTIPASS": str(fake_multipass.executable),
+        "LABCTL_HOSTS_FILE": str(tmp_path / "hosts"),
+        "LABCTL_STATE_DIR": str(tmp_path / "state"),
+    }
+    result = CliRunner().invoke(app, ["up", "-f", str(tmp_path / "lab.yaml")], env=env)
+    assert result.exit_code == 1 and ESCAPE not in result.output
+    counters = re.findall(
+        r"^\d\d:\d\d:\d\d ✗ up +(\w+) .*\((\d)/2 up, (\d) failed\)$", result.output, re.M
+    )
+    assert sorted(c[0] for c in counters) == ["ann", "bob"]
+    assert sorted(c[2] for c in counters) == ["1", "2"]  # the counter counts
+    # ann's cloud-init failed (a rebuild is the way on); bob only stopped at serve (up continues)
+    assert "`labctl reset app1 --rebuild --student ann` launches it again" in result.output
+    assert "`labctl up` again continues bob (the others are left as they are)" in result.output
+    assert "ann: follow the hint printed for that student above." in result.output

@@ -190,6 +190,8 @@ class _LiveState:
                 row.update(event.stage, "start", message, now)  # one VM done: the student is not
                 return
             row.update(event.stage, event.kind, message, now)
+            if self.by_student and event.stage == "up":
+                row.since = self.started  # a student's end shows how long its whole up took
 
     def finish(self) -> None:
         self.ended = time.monotonic()
