@@ -479,3 +479,8 @@ class Lab(_Strict):
         if self.stage == "app":
             return self.manage_hosts and "manage_hosts" in self.model_fields_set
         return self.manage_hosts
+
+    @property
+    def url(self) -> str:
+        """The site's address as a browser needs it: with the LB port unless it is 80."""
+        return f"http://{self.domain}{'' if self.lb.port == 80 else f':{self.lb.port}'}/"

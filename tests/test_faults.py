@@ -105,9 +105,11 @@ def one_line(output: str, needle: str) -> str:
     return lines[0]
 
 
-def assert_up_stopped_line(output: str) -> None:
+def assert_up_stopped_line(output: str, *, up_continues: bool = True) -> None:
     line = one_line(output, "up stopped:")
-    assert "nothing was deleted" in line and "`labctl up` again" in line and "labctl down" in line
+    assert "nothing was deleted" in line and "labctl down" in line
+    # "up again continues" only when it does (issue 12: never both down+up and "up continues")
+    assert ("`labctl up` again continues" in line) == up_continues, line
 
 
 def test_launch_timeout_leaves_the_instance_and_a_rerun_waits_for_it(world: World) -> None:
@@ -118,7 +120,12 @@ def test_launch_timeout_leaves_the_instance_and_a_rerun_waits_for_it(world: Worl
     line = one_line(result.output, "✗ launch [app2]:")
     assert "launching hello-app2 timed out (cloud-init did not finish)" in line
     assert "multipass left the instance hello-app2 behind" in line
-    assert "Remove it with `labctl down`" in result.output
+    # the one next step that works: the VM is Running, cloud-init still going
+    assert (
+        "hello-app2 is Running and still provisioning: `labctl up` again keeps it and waits"
+        in result.output
+    )
+    assert "Remove it with `labctl down`" not in result.output
     assert_up_stopped_line(result.output)
     assert sorted(world.fake.instances()) == INSTANCES  # left behind, as multipass does
 
@@ -136,7 +143,8 @@ def test_client_timeout_exit_5_names_the_instance_left_behind(world: World) -> N
     line = one_line(result.output, "✗ launch [app1]:")
     assert "launching hello-app1 timed out (no `Launched:` within --timeout 3 s)" in line
     assert "multipass left the instance hello-app1 behind" in line
-    assert "still be provisioning in the background" in result.output
+    # the daemon finishes the launch in the background: up again is the way on
+    assert "and still provisioning: `labctl up` again keeps it" in result.output
     assert [c["rc"] for c in world.fake.calls("launch") if "hello-app1" in c["argv"]] == [5]
 
     world.fake.configure(client_timeout=None)
@@ -158,20 +166,21 @@ def test_daemon_down_mid_up_says_so_once_and_a_rerun_continues(world: World) -> 
     world.assert_down_leaves()
 
 
-def test_cloud_init_error_shows_the_log_and_down_up_recovers(world: World) -> None:
+def test_cloud_init_error_shows_the_log_and_a_rebuild_recovers(world: World) -> None:
     world.fake.configure(cloud_init_error=["hello-app1"])
     result = world.run("up")
     assert result.exit_code == 1
     assert "✗ cloud-init [app1]: cloud-init failed on hello-app1" in result.output
     assert "last log lines:" in result.output and "runcmd" in result.output
-    assert "the instance hello-app1 was left for inspection" in result.output
-    assert "Fix lab.yaml and run `labctl down` + `labctl up`" in result.output
+    assert "The instance hello-app1 was left for inspection" in result.output
+    assert "then `labctl reset app1 --rebuild` launches it again" in result.output
+    assert "`labctl down` + `labctl up`" not in result.output
+    assert_up_stopped_line(result.output, up_continues=False)
 
     world.fake.configure(cloud_init_error=None)
-    world.assert_down_leaves()  # what the hint says to do
-    again = world.run("up")
-    assert SERVE_STAGE in again.output and sorted(world.fake.instances()) == INSTANCES
-    assert world.launches() == {name: 2 for name in INSTANCES}  # one launch per up
+    again = world.run("reset", "app1", "--rebuild")  # what the hint says to do
+    assert "app1: rebuilt (--rebuild)" in again.output and SERVE_STAGE in again.output
+    assert world.launches() == {"hello-app1": 2, "hello-app2": 1, "hello-lb": 1}
     world.assert_down_leaves()
 
 
@@ -186,6 +195,7 @@ def test_vm_without_ip_stops_before_the_lb_and_a_rerun_wires_it(world: World) ->
     ]  # the LB was never pointed at a half-known set of backends
     assert world.hosts.read_text() == HOSTS_TEXT
     assert_up_stopped_line(result.output)
+    assert "2 VM(s) ready (app1, lb)" in result.output  # a VM without an IP is not ready
 
     assert "`multipass restart hello-app2` and `labctl up` again" in result.output
     world.fake.configure(no_ip=None)

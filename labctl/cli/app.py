@@ -22,13 +22,16 @@ import typer
 from rich.console import Console
 
 from labctl import __version__
-from labctl.cli import output
+from labctl.cli import progress
+from labctl.cli.conventions import LabctlGroup
 from labctl.config.load import LabFile, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError, LabctlError
 from labctl.ops.classroom.contexts import lab_context as open_lab_context
 from labctl.ops.context import LabContext
 
 app = typer.Typer(
+    cls=LabctlGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # errors are ours to word; tracebacks only with --debug
     help="Bring up a Multipass web lab (Node apps under pm2 behind an nginx load balancer) from lab.yaml.",
@@ -38,13 +41,31 @@ _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
 stdout = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 _debug = False
+view = progress.ProgressView(stderr)  # every command's Events: live, plain lines, or none
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
+def _file_given_before(ctx: typer.Context, value: Path) -> Path:
+    """`labctl -f lab.yaml up` as well as `labctl up -f lab.yaml`: the command's own -f wins."""
+    before = ctx.find_root().meta.get("labctl.file")
+    source = ctx.get_parameter_source("file")
+    if before is not None and (source is None or source.name in ("DEFAULT", "ENVIRONMENT")):
+        return Path(before)
+    return value
+
+
 LabFileOption = Annotated[
     Path,
-    typer.Option("--file", "-f", help="The lab file.", envvar="LABCTL_FILE", show_default=True),
+    typer.Option(
+        "--file",
+        "-f",
+        help="The lab file.",
+        envvar="LABCTL_FILE",
+        show_default=True,
+        callback=_file_given_before,
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document instead of tables.")
@@ -133,19 +154,82 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# These callbacks run for the group (ctx.parent None: a new invocation, so they set) and again
+# for the command (they only add), so a flag counts wherever it is given.
+def _set_debug(ctx: typer.Context, value: bool) -> None:
+    global _debug
+    _debug = value if ctx.parent is None else (_debug or value)
+    if _debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+
+
+def _set_quiet(ctx: typer.Context, value: bool) -> None:
+    view.quiet = value if ctx.parent is None else (view.quiet or value)
+
+
+def _set_no_progress(ctx: typer.Context, value: bool) -> None:
+    view.no_progress = value if ctx.parent is None else (view.no_progress or value)
+
+
+def _remember_file(ctx: typer.Context, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().meta["labctl.file"] = value
+
+
+# The group's options; conventions.LabctlGroup adds --debug, --quiet and --no-progress to every
+# command too, so `labctl up --debug` works as well as `labctl --debug up`.
 @app.callback()
 def main(
     debug: Annotated[
-        bool, typer.Option("--debug", help="Log every multipass call; show tracebacks.")
+        bool,
+        typer.Option(
+            "--debug",
+            help="Log every multipass call; show tracebacks.",
+            callback=_set_debug,
+            expose_value=False,
+        ),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress lines; only results and errors.",
+            callback=_set_quiet,
+            expose_value=False,
+        ),
+    ] = False,
+    no_progress: Annotated[
+        bool,
+        typer.Option(
+            "--no-progress",
+            help="Plain timestamped progress lines instead of the live view (also when piped "
+            "or NO_COLOR is set).",
+            callback=_set_no_progress,
+            expose_value=False,
+        ),
+    ] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="The lab file, for any command (default: lab.yaml, or $LABCTL_FILE).",
+            callback=_remember_file,
+            expose_value=False,
+        ),
+    ] = None,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """labctl: one lab.yaml, one command, a lab that serves."""
     global _debug
-    _debug = debug or os.environ.get("LABCTL_DEBUG") == "1"
-    if _debug:
+    if os.environ.get("LABCTL_DEBUG") == "1" and not _debug:
+        _debug = True
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
 
 
@@ -154,6 +238,4 @@ def lab_context(
 ) -> LabContext:
     """The LabContext a command acts on: the lab's own, or (a class) the one student named."""
     lab_file = path if isinstance(path, LabFile) else load_lab(path)
-    return open_lab_context(
-        lab_file, students, command=command, on_event=output.progress_printer(stderr)
-    )
+    return open_lab_context(lab_file, students, command=command, on_event=view.on_event)

@@ -11,8 +11,8 @@ from typing import Literal
 
 import typer
 
-from labctl.cli import output, output_class, output_lifecycle
-from labctl.cli.app import stderr, stdout
+from labctl.cli import output, output_class, output_json, output_lifecycle
+from labctl.cli.app import stderr, stdout, view
 from labctl.config.load import LabFile
 from labctl.errors import EXIT_FAILED
 from labctl.ops import snapshot
@@ -27,7 +27,7 @@ from labctl.ops.reset import reset as reset_lab
 
 
 def class_context(lab_file: LabFile) -> ClassContext:
-    return ClassContext(lab_file=lab_file, on_event=output.progress_printer(stderr))
+    return ClassContext(lab_file=lab_file, on_event=view.on_event)
 
 
 def _exit_if(failed: bool) -> None:
@@ -44,14 +44,15 @@ def up(
     force: bool,
     stage: str | None = None,
 ) -> None:
-    result = class_up(
-        class_context(lab_file),
-        students,
-        max_parallel=max_parallel,
-        manage_hosts=manage_hosts,
-        force=force,
-        stage=stage,
-    )
+    with view.showing("up", students=select_students(lab_file.lab, students)):
+        result = class_up(
+            class_context(lab_file),
+            students,
+            max_parallel=max_parallel,
+            manage_hosts=manage_hosts,
+            force=force,
+            stage=stage,
+        )
     output_class.print_class_up(stdout, stderr, result)
     _exit_if(not result.ok)
 
@@ -167,9 +168,14 @@ def snapshot_list(lab_file: LabFile, students: list[str] | None, *, as_json: boo
     )
 
 
-def doctor(lab_file: LabFile, students: list[str] | None) -> None:
+def doctor(lab_file: LabFile, students: list[str] | None, *, as_json: bool = False) -> None:
     cctx = class_context(lab_file)
     chosen = select_students(lab_file.lab, students)
     rows = class_capacity(cctx, place(cctx, chosen, persist=False))
-    output_class.print_capacity(stdout, rows, title=f"class {lab_file.lab.name}: capacity per host")
+    if as_json:
+        stdout.out(output_json.capacity_json(lab_file.lab.name, rows), highlight=False)
+    else:
+        output_class.print_capacity(
+            stdout, rows, title=f"class {lab_file.lab.name}: capacity per host"
+        )
     _exit_if(not all(row.fits for row in rows))

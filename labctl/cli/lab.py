@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli import classroom, output
+from labctl.cli import classroom, output, output_json
 from labctl.cli.app import (
     DrillMode,
     JsonOption,
@@ -24,28 +24,39 @@ from labctl.cli.app import (
     lab_context,
     stderr,
     stdout,
+    view,
 )
 from labctl.cli.watch import CountOption, IntervalOption, WatchOption, watch_status
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
-from labctl.ops.validation import require_valid
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import drill as drill_lab
 from labctl.ops.plan import plan as plan_lab
 from labctl.ops.status import status as lab_status
 from labctl.ops.up import app_archive
 from labctl.ops.up import up as up_lab
+from labctl.ops.validation import require_valid
 from labctl.render.assets import read_assets
 from labctl.render.userdata import mask_secrets, render_user_data
 
 
 @app.command()
 @guard
-def validate(file: LabFileOption = Path("lab.yaml")) -> None:
+def validate(file: LabFileOption = Path("lab.yaml"), as_json: JsonOption = False) -> None:
     """Check lab.yaml and report every problem with its line. Exit 2 if there is any.
 
     Example: labctl validate -f examples/hello/lab.yaml
     """
+    if as_json:
+        try:
+            lab_file = load_lab(file)
+            warnings = require_valid(lab_file)
+        except ConfigError as exc:
+            stdout.out(output_json.validate_json(file, None, exc.problems), highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        _warn(warnings)
+        stdout.out(output_json.validate_json(file, lab_file.lab, []), highlight=False)
+        return
     lab_file = load_lab(file)
     _warn(require_valid(lab_file))
     lab = lab_file.lab
@@ -170,13 +181,14 @@ def up(
             stage=stage.value if stage else None,
         )
         return
-    result = up_lab(
-        lab_context(lab_file, student),
-        max_parallel=max_parallel,
-        manage_hosts=False if no_hosts else None,
-        force=force,
-        stage=stage.value if stage else None,
-    )
+    with view.showing("up"):
+        result = up_lab(
+            lab_context(lab_file, student),
+            max_parallel=max_parallel,
+            manage_hosts=False if no_hosts else None,
+            force=force,
+            stage=stage.value if stage else None,
+        )
     output.print_up(stdout, stderr, result)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -265,7 +277,8 @@ def drill(
         return
     ctx = lab_context(lab_file, student)
     show = None if as_json else output.drill_step_printer(stdout)
-    result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
+    with view.showing("drill"):
+        result = drill_lab(ctx, mode=mode.value, vms=vm or None, requests=requests, on_step=show)
     if as_json:
         stdout.out(output.drill_json(result), highlight=False)
     else:

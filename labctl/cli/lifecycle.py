@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli import classroom, output_lifecycle
+from labctl.cli import classroom, output_json, output_lifecycle
 from labctl.cli.app import (
     JsonOption,
     LabFileOption,
@@ -22,6 +22,7 @@ from labctl.cli.app import (
     lab_context,
     stderr,
     stdout,
+    view,
 )
 from labctl.config.load import load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
@@ -61,7 +62,9 @@ def snapshot_save(
         classroom.snapshot_action(lab_file, student, "save", name)
         return
     ctx = lab_context(lab_file, student)
-    _snapshot_done(snapshot.save(ctx, name), ctx.lab.domain)
+    with view.showing("snapshot save"):
+        outcome = snapshot.save(ctx, name)
+    _snapshot_done(outcome, ctx.lab.domain)
 
 
 @snapshot_app.command("restore")
@@ -79,7 +82,9 @@ def snapshot_restore(
         classroom.snapshot_action(lab_file, student, "restore", name)
         return
     ctx = lab_context(lab_file, student)
-    _snapshot_done(snapshot.restore(ctx, name), ctx.lab.domain)
+    with view.showing("snapshot restore"):
+        outcome = snapshot.restore(ctx, name)
+    _snapshot_done(outcome, ctx.lab.domain)
 
 
 @snapshot_app.command("delete")
@@ -150,14 +155,15 @@ def reset(
             stage=stage.value if stage else None,
         )
         return
-    result = reset_lab(
-        lab_context(lab_file, student),
-        vms or None,
-        rebuild=rebuild,
-        max_parallel=max_parallel,
-        manage_hosts=False if no_hosts else None,
-        stage=stage.value if stage else None,
-    )
+    with view.showing("reset"):
+        result = reset_lab(
+            lab_context(lab_file, student),
+            vms or None,
+            rebuild=rebuild,
+            max_parallel=max_parallel,
+            manage_hosts=False if no_hosts else None,
+            stage=stage.value if stage else None,
+        )
     output_lifecycle.print_reset(stdout, stderr, result)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -230,16 +236,23 @@ def exec_command(
 
 @app.command()
 @guard
-def doctor(file: LabFileOption = Path("lab.yaml"), student: StudentOption = None) -> None:
+def doctor(
+    file: LabFileOption = Path("lab.yaml"),
+    student: StudentOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Check this machine can run the lab: Multipass and its daemon, driver, snapshots, CPU,
     memory, disk, the hosts file, the domain. Exit 1 when a check fails. A class lab: the
     capacity of each Multipass host against the students placed on it.
     """
     lab_file = load_lab(file)
     if lab_file.lab.is_class:
-        classroom.doctor(lab_file, student)
+        classroom.doctor(lab_file, student, as_json=as_json)
         return
     report = doctor_lab(lab_context(lab_file, student))
-    output_lifecycle.print_doctor(stdout, report)
+    if as_json:
+        stdout.out(output_json.doctor_json(report), highlight=False)
+    else:
+        output_lifecycle.print_doctor(stdout, report)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from labctl.cli import check, lab, lifecycle  # noqa: F401  (importing them registers their commands)
+from labctl.cli import check, init, lab, lifecycle  # noqa: F401  (importing them registers their commands)
 from labctl.cli.app import app
 
 __all__ = ["app"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Final
@@ -14,33 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from labctl.ops.context import Event
 from labctl.ops.down import DownResult
 from labctl.ops.drill import DrillResult, DrillStep
 from labctl.ops.failures import StageFailure
 from labctl.ops.plan import PlanResult
 from labctl.ops.status import StatusReport, VmStatus
 from labctl.ops.up import UpResult
-
-_MARKS = {
-    "start": "[cyan]…[/cyan]",
-    "done": "[green]✓[/green]",
-    "fail": "[red]✗[/red]",
-    "info": "[blue]•[/blue]",
-    "skip": "[yellow]-[/yellow]",
-}
-
-
-def progress_printer(console: Console) -> Callable[[Event], None]:
-    lock = threading.Lock()  # events come from the per-VM threads
-
-    def show(event: Event) -> None:
-        where = f"[bold]{escape(event.vm)}[/bold] " if event.vm else ""
-        with lock:
-            console.print(f"{_MARKS[event.kind]} {event.stage:<10} {where}{escape(event.message)}")
-
-    return show
-
 
 _LABCTL_COMMAND: Final = re.compile(r"`labctl ([a-z][^`]*)`")
 
@@ -87,10 +65,18 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         out.print(f"Add this line to {escape(result.hosts.path)}:\n  {escape(result.hosts.line)}")
     print_failures(err, result.failures)
     if result.failures:
-        ready = [vm.vm for vm in result.vms]
+        # a VM without an IP is not ready, whatever its cloud-init says
+        no_ip = {f.vm for f in result.failures if f.stage == "ip"}
+        ready = [vm.vm for vm in result.vms if vm.vm not in no_ip]
+        # one way on: "up again continues" only when it does (not after a failed cloud-init)
+        again = (
+            "`labctl up` again continues from here; "
+            if all(f.resumable for f in result.failures)
+            else "do what the hint above says; "
+        )
         err.print(
             f"up stopped: {len(ready)} VM(s) ready ({', '.join(ready) or 'none'}); nothing was "
-            "deleted. `labctl up` again continues from here; `labctl down` removes the lab.",
+            f"deleted. {again}`labctl down` removes the lab.",
             markup=False,
         )
     if result.baseline == "taken":
@@ -107,8 +93,9 @@ def print_up(out: Console, err: Console, result: UpResult) -> None:
         return
     if result.ok and result.check is not None:
         seen = sorted(result.backend_names.get(b, b) for b in result.check.backends_seen)
+        url = result.url or f"http://{result.domain}/"
         out.print(
-            f"[green]http://{escape(result.domain)}/ is serving[/green] via {escape(result.lb_ip or '?')} "
+            f"[green]{escape(url)} is serving[/green] via {escape(result.lb_ip or '?')} "
             f"through {', '.join(seen)} ({result.seconds:.0f}s)"
         )
 
@@ -180,11 +167,17 @@ def print_plan(out: Console, result: PlanResult) -> None:
     out.print(table)
     out.print(f"Steps (same number = concurrent; at most {result.max_parallel} launches at once):")
     for step in result.steps:
-        out.print(f"  {step.order}. {escape(step.what)}")
+        limit = f" [at most {_duration(step.max_seconds)}]" if step.max_seconds else ""
+        out.print(f"  {step.order}. {escape(step.what)}{escape(limit)}")
         if step.argv:
             out.print(f"       {escape(shlex.join(step.argv))}")
     for note in result.notes:
         out.print(f"note: {escape(note)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min" + (f" {secs} s" if secs else "") if minutes else f"{secs} s"
 
 
 def plan_json(result: PlanResult) -> str:

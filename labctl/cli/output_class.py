@@ -91,11 +91,24 @@ def print_class_up(out: Console, err: Console, result: ClassUpResult) -> None:
         + (f"; [red]failed:[/red] {escape(', '.join(failed))}" if failed else "")
     )
     if failed:
-        out.print(
-            "`labctl up` again continues the failed ones (the others are left as they are); "
-            "`labctl status` shows the matrix.",
-            markup=False,
-        )
+        # "up again continues" only for students whose failures it really continues (issue 12)
+        stuck = [
+            run.student
+            for run in result.failed
+            if run.result is not None and not all(f.resumable for f in run.result.failures)
+        ]
+        again = [run.student for run in result.failed if run.student not in stuck]
+        if again:
+            out.print(
+                f"`labctl up` again continues {'the failed ones' if not stuck else ', '.join(again)}"
+                " (the others are left as they are); `labctl status` shows the matrix.",
+                markup=False,
+            )
+        if stuck:
+            out.print(
+                f"{', '.join(stuck)}: follow the hint printed for that student above.",
+                markup=False,
+            )
 
 
 def print_class_status(out: Console, report: ClassStatus) -> None:

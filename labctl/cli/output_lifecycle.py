@@ -28,7 +28,7 @@ def _serving(out: Console, domain: str, wiring: Wiring | None, seconds: float) -
     if wiring is not None and wiring.ok and wiring.check is not None:
         seen = sorted(wiring.backend_names.get(b, b) for b in wiring.check.backends_seen)
         out.print(
-            f"[green]http://{escape(domain)}/ is serving[/green] via "
+            f"[green]{escape(wiring.url or f'http://{domain}/')} is serving[/green] via "
             f"{escape(wiring.lb_ip or '?')} through {', '.join(seen)} ({seconds:.0f}s)"
         )
 

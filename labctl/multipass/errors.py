@@ -169,7 +169,7 @@ def classify_failure(argv: list[str], returncode: int, stderr: str) -> Multipass
         return make(
             InstanceExistsError,
             f"`{shown}`: the instance name is taken ({summary})",
-            "A Deleted instance still holds its name until purged (§2.1): "
+            "A Deleted instance still holds its name until purged: "
             "`multipass delete --purge NAME`, or choose another name.",
         )
     if missing_instances(stderr):  # not "Mount source path ... does not exist"

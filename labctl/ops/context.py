@@ -23,7 +23,7 @@ from labctl.model import Lab, Vm
 from labctl.multipass.adapter import MIN_VERSION, Instance, Multipass
 from labctl.render.userdata import INSTANCE_MARKER_PATH
 
-EventKind = Literal["start", "done", "fail", "info", "skip"]
+EventKind = Literal["start", "done", "fail", "info", "skip", "log"]  # log: a line of a VM's log
 
 
 @dataclass(frozen=True)

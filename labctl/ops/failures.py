@@ -21,6 +21,7 @@ class StageFailure:
     vm: str | None = None
     log_tail: str = ""
     hint: str | None = None
+    resumable: bool = True  # `labctl up` again continues (False: the hint names the way on)
 
 
 def log_tail(
@@ -46,6 +47,9 @@ def cloud_init_failure(ctx: LabContext, vm: Vm, returncode: int, output: str) ->
         message,
         vm=vm.name,
         log_tail=log_tail(ctx, vm, CLOUD_INIT_LOG_COMMAND),
-        hint=f"Full log: multipass exec {name} -- sudo cat /var/log/cloud-init-output.log . Fix lab.yaml "
-        f"and run `labctl down` + `labctl up`; the instance {name} was left for inspection.",
+        # `up` again would only wait on the same failed cloud-init: the VM must be launched anew
+        hint=f"Full log: `labctl logs {vm.name} --cloud-init -n 1000`. The instance {name} was "
+        f"left for inspection; fix lab.yaml (or the app), then `labctl reset {vm.name} --rebuild` "
+        "launches it again.",
+        resumable=False,
     )

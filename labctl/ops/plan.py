@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from labctl.errors import MultipassError
 from labctl.host.hostsfile import entry_line
+from labctl.multipass.adapter import OPERATION_TIMEOUT
 from labctl.ops.context import LabContext, classify_instances
 from labctl.render.userdata import LB_APPLY_COMMAND
 
@@ -27,6 +28,7 @@ class PlanStep:
     what: str
     argv: list[str] | None = None
     parallel: bool = False  # runs concurrently with the other steps of the same order
+    max_seconds: float | None = None  # the longest this step may take before up gives up
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,11 @@ def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = 
             steps.append(
                 PlanStep(
                     3,
-                    f"launch {planned.instance} (user-data on stdin: labctl render {vm.name})",
+                    f"launch {planned.instance} (user-data on stdin: labctl render {vm.name}); "
+                    "multipass waits for cloud-init to finish (waits.launch)",
                     argv,
                     parallel=True,
+                    max_seconds=lab.waits.launch,
                 )
             )
         elif planned.action == "start":
@@ -95,15 +99,17 @@ def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = 
                     f"start {planned.instance}",
                     [mp.executable, "start", planned.instance],
                     parallel=True,
+                    max_seconds=lab.waits.launch,
                 )
             )
     for vm in lab.vms:
         steps.append(
             PlanStep(
                 4,
-                f"wait for cloud-init on {ctx.instance(vm)}",
+                f"wait for cloud-init on {ctx.instance(vm)} (waits.cloud_init)",
                 mp.exec_argv(ctx.instance(vm), ["cloud-init", "status", "--wait"]),
                 parallel=True,
+                max_seconds=lab.waits.cloud_init,
             )
         )
     steps.append(
@@ -130,8 +136,65 @@ def plan(ctx: LabContext, *, max_parallel: int = 4, manage_hosts: bool | None = 
     steps.append(
         PlanStep(
             8,
-            f"wait until http://{lab.domain}/ answers 200 through all "
-            f"{len(lab.app_vms)} backend(s) (up to {lab.waits.serve:.0f}s)",
+            f"wait until {lab.url} answers 200 through all "
+            f"{len(lab.app_vms)} backend(s) (waits.serve)",
+            max_seconds=lab.waits.serve,
         )
     )
+    steps += _baseline_steps(ctx, notes)
     return PlanResult(lab.name, vms, steps, max_parallel, notes)
+
+
+def _baseline_steps(ctx: LabContext, notes: list[str]) -> list[PlanStep]:
+    """The baseline snapshot cycle `up` runs after its first healthy run (ops/snapshot.py
+    take_baseline): stop every VM, snapshot each, start them, wait until the domain serves."""
+    lab, mp = ctx.lab, ctx.multipass
+    if not lab.snapshots.baseline:
+        notes.append("no baseline snapshot: snapshots.baseline is false in lab.yaml")
+        return []
+    if "baseline" in ctx.lab_state.snapshots():
+        notes.append("the baseline snapshot exists already: up takes none")
+        return []
+    names = [ctx.instance(vm) for vm in lab.vms]
+    steps = [
+        PlanStep(
+            9,
+            "baseline snapshot (snapshots.baseline; skipped where the driver has no snapshots): "
+            "stop every VM",
+            [mp.executable, "stop", *names],
+            max_seconds=OPERATION_TIMEOUT,
+        )
+    ]
+    for order, name in enumerate(names, start=10):  # one after the other, not concurrent
+        steps.append(
+            PlanStep(
+                order,
+                f"snapshot {name} as baseline (`labctl reset` restores it)",
+                [
+                    mp.executable,
+                    "snapshot",
+                    "--name",
+                    "baseline",
+                    "--comment",
+                    f"labctl lab {lab.name}",
+                    name,
+                ],
+                max_seconds=OPERATION_TIMEOUT,
+            )
+        )
+    steps.append(
+        PlanStep(
+            10 + len(names),
+            "start every VM again",
+            [mp.executable, "start", "--timeout", f"{lab.waits.launch:.0f}", *names],
+            max_seconds=lab.waits.launch,
+        )
+    )
+    steps.append(
+        PlanStep(
+            11 + len(names),
+            f"re-point nginx and wait until {lab.url} serves again (waits.serve)",
+            max_seconds=lab.waits.serve,
+        )
+    )
+    return steps

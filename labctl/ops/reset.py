@@ -91,6 +91,11 @@ def _reset(
             f"{', '.join(foreign)}: not lab {lab.name!r}'s instance(s); nothing was reset",
             hint="labctl never touches instances it did not create.",
         )
+    if not ownership.ours:  # as `snapshot save`: refuse rather than half-launch a lab (issue 12)
+        raise LabctlError(
+            f"lab {lab.name!r} is not up (none of its VMs exist); nothing was reset",
+            hint="Run `labctl up` first.",
+        )
     have: set[tuple[str, str]] = set()
     why_not = "--rebuild"
     if not rebuild:

@@ -75,7 +75,7 @@ def validate_name(name: str) -> None:
         raise ConfigError(
             [
                 f"snapshot name {name!r} is not valid: use letters, digits and hyphens, start with "
-                "a letter and end with a letter or digit (Multipass's name rule, multipass.md §6)"
+                "a letter and end with a letter or digit (Multipass's instance name rule)"
             ]
         )
 

@@ -128,7 +128,7 @@ def status(ctx: LabContext) -> StatusReport:
         )
     if not domain.serving and lab.stage != "app":  # at stage app the proxy is the student's
         problems.append(
-            f"domain: http://{lab.domain}/ is not serving ({check.describe() if check else 'no LB address'})"
+            f"domain: {lab.url} is not serving ({check.describe() if check else 'no LB address'})"
         )
     return StatusReport(lab.name, vms, domain, problems, lab.stage)
 
@@ -155,7 +155,7 @@ def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus, key: bytes | None) ->
     if status.state != "Running":
         return
     # From the VM's status agent (one signed HTTP GET), else `multipass exec` (issue 14).
-    read = read_vm_report(ctx, status.instance, status.ip, key)
+    read = read_vm_report(ctx, status.instance, status.ip, key, vm.name)
     status.checked_via, status.agent_error = read.via, read.agent_error
     if read.report is None:
         status.problems.append(read.problem)

@@ -34,7 +34,9 @@ from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure, cloud_init_failure
+from labctl.ops.hints import after_launch_failure
 from labctl.ops.launch_order import LaunchOrder, lpt_order
+from labctl.ops.logtail import tail_cloud_init_log
 from labctl.ops.snapshot import take_baseline
 from labctl.ops.stage import left_to_student, record_stage, staged
 from labctl.ops.wire import HostsOutcome, wire_and_wait
@@ -68,6 +70,7 @@ class UpResult:
     baseline: str = ""  # taken | exists | off | partial | skipped: why
     stage: str = "lb"  # the course stage brought up (issue 13)
     left: list[str] = field(default_factory=list)  # what that stage leaves to the student
+    url: str = ""  # the site's URL (with the LB port when it is not 80)
 
     @property
     def ok(self) -> bool:
@@ -161,7 +164,9 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
     outcomes, failures = bring_up_vms(
         ctx, lab.vms, ownership.ours, max_parallel=max_parallel, archive=archive
     )
-    result = UpResult(lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started)
+    result = UpResult(
+        lab.name, lab.domain, outcomes, failures, seconds=time.monotonic() - started, url=lab.url
+    )
     result = replace(result, stage=lab.stage, left=left_to_student(lab))
     if failures:
         return result
@@ -215,6 +220,8 @@ def bring_up_vms(
             cancel.set()
             raise
         except LabctlError as exc:
+            if cancel.is_set():
+                return None  # Ctrl-C killed this VM's multipass call: not a failure of the VM
             # _StageError says which stage failed; any other error came from the launch itself
             stage = exc.stage if isinstance(exc, _StageError) else "launch"
             ctx.emit(stage, "fail", exc.message, vm=vm.name)
@@ -224,6 +231,7 @@ def bring_up_vms(
                 vm=vm.name,
                 log_tail=exc.log_tail if isinstance(exc, _StageError) else "",
                 hint=exc.hint,
+                resumable=exc.resumable if isinstance(exc, _StageError) else True,
             )
         finally:
             order.withdraw(vm.name)  # failed or done before its turn: the next one goes
@@ -261,17 +269,22 @@ def _bring_up(
             ctx.emit("launch", "start", f"launching {name}", vm=vm.name)
             ctx.lab_state.record(name, vm.name)  # before launching: an interrupted up still owns it
             try:
-                mp.launch(
-                    name=name,
-                    image=lab.image,
-                    cpus=lab.cpus_of(vm),
-                    memory=lab.memory_of(vm),
-                    disk=lab.disk_of(vm),
-                    cloud_init=user_data,
-                    timeout=lab.waits.launch,
-                )
+                # launch itself waits for cloud-init's boot-finished (multipass.md §7): tail it
+                with tail_cloud_init_log(ctx, vm, stage="launch"):
+                    mp.launch(
+                        name=name,
+                        image=lab.image,
+                        cpus=lab.cpus_of(vm),
+                        memory=lab.memory_of(vm),
+                        disk=lab.disk_of(vm),
+                        cloud_init=user_data,
+                        timeout=lab.waits.launch,
+                    )
             except MultipassError as exc:
-                raise _StageError("launch", exc) from None
+                hint, resumable = after_launch_failure(ctx, vm, exc)
+                raise _StageError(
+                    "launch", LabctlError(exc.message, hint=hint), resumable=resumable
+                ) from None
         ctx.emit("launch", "done", f"{name} launched", vm=vm.name)
     elif existing.state in ("Stopped", "Suspended"):
         action = "started"
@@ -292,6 +305,7 @@ def _bring_up(
                 hint=f"Rebuild it: `labctl reset {vm.name} --rebuild` (or multipass delete "
                 f"--purge {name} and `labctl up` again).",
             ),
+            resumable=False,
         )
     else:
         action = "existing"  # Running, or Starting (a launch an earlier up left): cloud-init waits
@@ -310,10 +324,13 @@ def _takes_slot(existing: Instance | None) -> bool:
 class _StageError(LabctlError):
     """A VM's pipeline failed at `stage` (launch or cloud-init); becomes that VM's StageFailure."""
 
-    def __init__(self, stage: str, cause: LabctlError, log_tail: str = "") -> None:
+    def __init__(
+        self, stage: str, cause: LabctlError, log_tail: str = "", *, resumable: bool = True
+    ) -> None:
         super().__init__(cause.message, hint=cause.hint)
         self.stage = stage
         self.log_tail = log_tail
+        self.resumable = resumable
 
 
 def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
@@ -321,7 +338,8 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
     name = ctx.instance(vm)
     limit = ctx.lab.waits.cloud_init
     try:
-        result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
+        with tail_cloud_init_log(ctx, vm):
+            result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
     except CommandTimeoutError:
         raise _StageError(
             "cloud-init",
@@ -341,7 +359,10 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
         return "degraded"
     failure = cloud_init_failure(ctx, vm, result.returncode, result.stdout + result.stderr)
     raise _StageError(
-        "cloud-init", LabctlError(failure.message, hint=failure.hint), failure.log_tail
+        "cloud-init",
+        LabctlError(failure.message, hint=failure.hint),
+        failure.log_tail,
+        resumable=failure.resumable,
     )
 
 

@@ -41,7 +41,9 @@ def agent_key_of(ctx: LabContext) -> bytes | None:
     return lab_key(ctx.lab_state.directory, create=False)
 
 
-def read_vm_report(ctx: LabContext, instance: str, ip: str | None, key: bytes | None) -> VmReport:
+def read_vm_report(
+    ctx: LabContext, instance: str, ip: str | None, key: bytes | None, vm_name: str = ""
+) -> VmReport:
     """The report of a Running VM; never raises for a VM's fault."""
     if key is not None and ip is not None and ctx.status_agent is not None:
         target = AgentTarget(ip, status_port(ctx.lab), vm_key(key, instance))
@@ -51,8 +53,8 @@ def read_vm_report(ctx: LabContext, instance: str, ip: str | None, key: bytes | 
             if exc.hung:  # it took the request: the VM is frozen or overloaded, exec would hang too
                 return VmReport(None, "agent", _hung(ctx, instance), exc.message)
             _LOG.debug("%s: %s; reading it by exec", instance, exc.message)
-            return replace(_by_exec(ctx, instance), agent_error=exc.message)
-    return _by_exec(ctx, instance)
+            return replace(_by_exec(ctx, instance, vm_name or instance), agent_error=exc.message)
+    return _by_exec(ctx, instance, vm_name or instance)
 
 
 def _hung(ctx: LabContext, instance: str) -> str:
@@ -62,14 +64,29 @@ def _hung(ctx: LabContext, instance: str) -> str:
     )
 
 
-def _by_exec(ctx: LabContext, instance: str) -> VmReport:
+def _by_exec(ctx: LabContext, instance: str, vm_name: str) -> VmReport:
+    helper = VM_STATUS_COMMAND[-1]
     try:
         result = ctx.multipass.exec(instance, VM_STATUS_COMMAND, timeout=ctx.lab.waits.check)
         report = json.loads(result.stdout) if result.returncode == 0 else None
     except CommandTimeoutError:
         return VmReport(None, "exec", _hung(ctx, instance))
-    except (MultipassError, json.JSONDecodeError) as exc:
-        return VmReport(None, "exec", f"health check failed: {getattr(exc, 'message', str(exc))}")
+    except json.JSONDecodeError:  # say what was expected, not what the parser choked on
+        return VmReport(
+            None,
+            "exec",
+            f"health check: {helper} answered something that is not its JSON report (was this "
+            "VM provisioned by labctl?)",
+        )
+    except MultipassError as exc:
+        return VmReport(None, "exec", f"health check failed: {exc.message}")
+    if result.returncode == 127:  # bash: command not found
+        return VmReport(
+            None,
+            "exec",
+            f"no {helper} on the VM: it was not provisioned by labctl (rebuild it: "
+            f"`labctl reset {vm_name} --rebuild`)",
+        )
     if not isinstance(report, dict):
         tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
         return VmReport(None, "exec", f"health check failed: {tail}")

@@ -38,6 +38,7 @@ class Wiring:
     failures: list[StageFailure] = field(default_factory=list)
     stage: str = "lb"
     apps_answering: list[str] = field(default_factory=list)  # stage app: VMs whose app answered
+    url: str = ""  # the site's URL (with the LB port when it is not 80)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +86,17 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
     applied = mp.exec(
         ctx.instance(lb), LB_APPLY_COMMAND, stdin=render_nginx_site(lab, backends), timeout=120
     )
+    if applied.returncode == 127:  # the shell found no labctl-lb-apply: not nginx's verdict
+        failure = StageFailure(
+            "lb",
+            f"{ctx.instance(lb)} has no {LB_APPLY_COMMAND[-1]}: it was not provisioned by labctl "
+            "(or its cloud-init did not get that far); nginx was not touched",
+            vm=lb.name,
+            log_tail=applied.stderr[-4000:],
+            hint=f"`labctl reset {lb.name} --rebuild` launches it again with labctl's user-data.",
+            resumable=False,
+        )
+        return Wiring(ips=ips, lb_ip=lb_ip, backend_names=names, failures=[failure])
     if applied.returncode != 0:
         message = (applied.stderr.strip() or applied.stdout.strip() or "no output").splitlines()[-1]
         failure = StageFailure(
@@ -103,20 +115,24 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
             ips=ips, lb_ip=lb_ip, lb_config=lb_config, backend_names=names, failures=[hosts]
         )
     wiring = Wiring(
-        ips=ips, lb_ip=lb_ip, lb_config=lb_config, hosts=hosts, backend_names=names, stage=lab.stage
+        ips=ips,
+        lb_ip=lb_ip,
+        lb_config=lb_config,
+        hosts=hosts,
+        backend_names=names,
+        stage=lab.stage,
+        url=lab.url,
     )
 
     expected = frozenset(names)
     ctx.emit(
         "serve",
         "start",
-        f"waiting for http://{lab.domain}/ to answer through {len(expected)} backend(s)",
+        f"waiting for {lab.url} to answer through {len(expected)} backend(s)",
     )
 
     try:
-        check = wait_serving(
-            ctx, lb_ip, expected, use_resolution=manage, what=f"http://{lab.domain}/"
-        )
+        check = wait_serving(ctx, lb_ip, expected, use_resolution=manage, what=lab.url)
     except ProbeTimeoutError as exc:
         failure = StageFailure(
             "serve",
@@ -126,7 +142,7 @@ def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wirin
             hint="See `labctl status` for which VM is unhealthy.",
         )
         return replace(wiring, failures=[failure])
-    ctx.emit("serve", "done", f"http://{lab.domain}/ serves through all {len(expected)} backend(s)")
+    ctx.emit("serve", "done", f"{lab.url} serves through all {len(expected)} backend(s)")
     return replace(wiring, check=check)
 
 

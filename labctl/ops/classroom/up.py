@@ -165,9 +165,19 @@ def class_up(
     slots = _ClassSlots(max(1, max_parallel))
 
     def bring_up(ctx: LabContext) -> UpResult:
-        return up(
-            ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force, stage=stage
+        # Each student's end is an event too, so a live view can count "12/24 up, 1 failed".
+        try:
+            result = up(
+                ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force, stage=stage
+            )
+        except LabctlError as exc:
+            ctx.emit("up", "fail", exc.message)
+            raise
+        stages = "/".join(sorted({f.stage for f in result.failures}))
+        ctx.emit(
+            "up", "done" if result.ok else "fail", "up" if result.ok else f"failed at {stages}"
         )
+        return result
 
     runs = fan_out(
         cctx,
