@@ -7,7 +7,7 @@ import pytest
 
 from labctl.config.load import dotted, json_schema, load_lab, parse_lab
 from labctl.errors import ConfigError
-from labctl.model import parse_duration, size_in_bytes
+from labctl.scalars import parse_duration, size_in_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

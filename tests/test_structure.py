@@ -120,7 +120,7 @@ GRAPH = {module_name(p): labctl_imports(p) & GRAPH_NODES for p in MODULES}
 
 # The layers, bottom up; a module may import its own layer's package and the layers below.
 LAYERS: list[tuple[str, ...]] = [
-    ("labctl", "labctl.errors", "labctl.model"),
+    ("labctl", "labctl.errors", "labctl.model", "labctl.scalars"),
     ("labctl.config", "labctl.render", "labctl.multipass", "labctl.host"),
     ("labctl.ops",),
     ("labctl.cli",),
@@ -145,7 +145,7 @@ def test_the_tree_has_one_package_per_layer() -> None:
     assert {"labctl.config", "labctl.render", "labctl.multipass", "labctl.host"} <= packages
     assert {"labctl.ops", "labctl.ops.classroom", "labctl.cli"} <= packages
     flat = sorted(module_name(p) for p in PACKAGE.glob("*.py"))
-    assert flat == ["labctl", "labctl.__main__", "labctl.errors", "labctl.model"]
+    assert flat == ["labctl", "labctl.__main__", "labctl.errors", "labctl.model", "labctl.scalars"]
     for path in MODULES:
         if path.name == "__init__.py" and path.parent != PACKAGE:
             tree = ast.parse(path.read_text())

@@ -18,14 +18,13 @@ from typing import Final
 
 from labctl.config.files import FileRefusedError, read_limited
 from labctl.config.yamlpos import Path_
-from labctl.model import (
+from labctl.model import ClassRoster, Lab
+from labctl.scalars import (
     CLASS_TEMPLATE_DOMAIN,
     MAX_INSTANCE_NAME,
     MAX_STUDENTS,
     NAME_RE,
     STUDENT_FIELD,
-    ClassRoster,
-    Lab,
     _domain,
 )
 

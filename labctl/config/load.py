@@ -22,18 +22,8 @@ from labctl.config.files import FileRefusedError, read_limited
 from labctl.config.values import check_values
 from labctl.config.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 from labctl.errors import ConfigError
-from labctl.model import (
-    BUILTIN_CHECKS,
-    MAX_INSTANCE_NAME,
-    NAME_RE,
-    STAGES,
-    App,
-    AppSource,
-    AppStart,
-    Lab,
-    LoadBalancer,
-    Vm,
-)
+from labctl.model import BUILTIN_CHECKS, STAGES, App, AppSource, AppStart, Lab, LoadBalancer, Vm
+from labctl.scalars import MAX_INSTANCE_NAME, NAME_RE
 
 # The biggest real lab.yaml is a few KiB. PyYAML parses ~200 KB/s of dense YAML, so this cap also
 # bounds how long a hostile file can keep `validate` busy (about a second).

@@ -13,9 +13,10 @@ from typing import Final, Literal
 from labctl.errors import LabctlError, MultipassError
 from labctl.host.hostsfile import managed_entries, read_hosts
 from labctl.host.resources import HostResources
-from labctl.model import Vm, size_in_bytes
+from labctl.model import Vm
 from labctl.multipass.adapter import MIN_VERSION, SNAPSHOT_MIN_VERSION
 from labctl.ops.context import LabContext
+from labctl.scalars import size_in_bytes
 
 CheckStatus = Literal["ok", "warn", "fail", "skip"]
 GIB: Final = 1024**3

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
-from labctl.model import NAME_RE, Vm
+from labctl.model import Vm
 from labctl.multipass.adapter import (
     OPERATION_TIMEOUT,
     SNAPSHOT_MIN_VERSION,
@@ -24,6 +24,7 @@ from labctl.multipass.adapter import (
 )
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.wire import Wiring, wire_and_wait
+from labctl.scalars import NAME_RE
 
 BASELINE: Final = "baseline"
 _NO_SNAPSHOT_DRIVERS: Final = ("lxd", "libvirt")

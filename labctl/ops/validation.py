@@ -25,7 +25,8 @@ from labctl.config.yamlpos import Path_
 from labctl.errors import ConfigError, LabctlError
 from labctl.host.hostsfile import hosts_path, read_hosts
 from labctl.host.resources import HostResources, host_resources
-from labctl.model import Lab, size_in_bytes
+from labctl.model import Lab
+from labctl.scalars import size_in_bytes
 
 GIB = 1024**3
 

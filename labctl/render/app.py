@@ -10,7 +10,8 @@ import json
 import shlex
 from typing import Any, Final
 
-from labctl.model import ENV_NAME_RE, Lab, Vm
+from labctl.model import Lab, Vm
+from labctl.scalars import ENV_NAME_RE
 
 APP_USER: Final = "ubuntu"
 APP_HOME: Final = "/home/ubuntu"

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from labctl.model import NAME_RE, Lab
+from labctl.model import Lab
+from labctl.scalars import NAME_RE
 
 SITES_AVAILABLE: Final = "/etc/nginx/sites-available"
 SITES_ENABLED: Final = "/etc/nginx/sites-enabled"

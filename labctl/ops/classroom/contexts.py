@@ -27,9 +27,10 @@ from labctl.host.hostsfile import hosts_path
 from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
 from labctl.host.state import LabState, state_dir
-from labctl.model import Lab, MultipassHost, size_in_bytes
+from labctl.model import Lab, MultipassHost
 from labctl.multipass.adapter import Multipass
 from labctl.ops.context import Event, LabContext
+from labctl.scalars import size_in_bytes
 
 LOCAL_HOST: Final = "local"  # the host name when lab.yaml lists no hosts: the local daemon
 

@@ -1,0 +1,169 @@
+"""The rules of single lab.yaml values: names, sizes, durations, domains, images, patterns.
+
+Pure functions and regexes the lab model (model.py) validates its fields with, and that the rest of
+labctl uses to read those values (`size_in_bytes`, `parse_duration`). Imports nothing from labctl.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import BeforeValidator, WithJsonSchema
+
+# Multipass's instance-name rule (multipass.md §6): letters, digits, hyphens; starts with a letter,
+# ends with a letter or digit. A single letter is valid. Validators use `fullmatch`: with `match`,
+# `$` also matches before a trailing newline, and "app1\n" would reach nginx and the hosts file.
+NAME_RE: Final = re.compile(r"^(?:[a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])$")
+# Multipass's size syntax (multipass.md §2.1, src/utils/memory_size.cpp), binary units.
+# re.ASCII: in Unicode mode `\d` takes full-width digits (int() reads them) and re.I lets the
+# Kelvin sign U+212A match `K`; a size or duration is ASCII or it is refused (issue 11).
+SIZE_RE: Final = re.compile(
+    r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I | re.ASCII
+)
+DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$", re.ASCII)
+HOSTNAME_LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PM2_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+GIT_REF_RE: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")
+IMAGE_RE: Final = re.compile(r"^(?:(?:release|daily):)?[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+MAX_INSTANCE_NAME: Final = 63  # a hostname label; cloud-init sets the VM hostname from it
+MAX_STUDENTS: Final = 500
+STUDENT_FIELD: Final = "{student}"  # replaced in class.domain / class.aliases
+CLASS_TEMPLATE_DOMAIN: Final = "class.invalid"  # a class lab's own domain: never served
+
+_UNITS: Final = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def size_in_bytes(text: str) -> int:
+    """Bytes for a Multipass size string (`1G`, `1.5G`, `512MiB`, `2048`)."""
+    match = SIZE_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    whole, fraction, unit = match.group(1), match.group(2) or "", (match.group(3) or "").upper()
+    value = float(f"{whole}.{fraction}") if fraction else int(whole)
+    return int(value * _UNITS[unit])
+
+
+def _size(minimum: str) -> Any:
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f'expected a size like "2G", got {value!r}')
+        text = str(value).strip()
+        if not SIZE_RE.match(text):
+            raise ValueError(f'expected a size like "2G" or "512M", got {text!r}')
+        if size_in_bytes(text) < size_in_bytes(minimum):
+            raise ValueError(f"{text} is below Multipass's minimum of {minimum}")
+        return text
+
+    return check
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `90s`, `2m`, `1m30s`, `1h`."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())) and value.strip():
+        hours, minutes, secs = match.groups()
+        seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
+    else:
+        raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
+    # At least 1 s, as the message says (YAML has .nan; nginx and pm2 limits are whole seconds)
+    if not math.isfinite(seconds) or seconds < 1 or seconds > 7 * 24 * 3600:
+        raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
+    return seconds
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits and hyphens, start with a letter "
+            "and end with a letter or digit (Multipass's instance-name rule)"
+        )
+    return value
+
+
+def _domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'expected a domain name like "alvin.xyz", got {value!r}')
+    if not value.isascii():  # before lower(): the Kelvin sign U+212A lower-cases to "k"
+        odd = next(c for c in value if not c.isascii())
+        raise ValueError(
+            f"{value!r} is not a valid domain name: U+{ord(odd):04X} is not ASCII (only ASCII "
+            "letters, digits, hyphens and dots; write an internationalized name in its xn-- form)"
+        )
+    name = value.strip().lower().rstrip(".")
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or not all(HOSTNAME_LABEL_RE.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise ValueError(f'{value!r} is not a valid domain name (like "alvin.xyz")')
+    reserved = _reserved_name(name)
+    if reserved:
+        raise ValueError(f'{value!r} {reserved}; pick a name of your own (like "alvin.xyz")')
+    return name
+
+
+def _reserved_name(name: str) -> str | None:
+    # The host's own names (Ubuntu's /etc/hosts lists them): a lab entry for one of them would
+    # point the machine's loopback or IPv6 names at a lab VM.
+    if name in ("localhost", "localhost.localdomain"):
+        return "is this machine's loopback name (RFC 6761)"
+    if name.startswith("ip6-"):
+        return "is one of the system's IPv6 names (ip6-localhost, ip6-allnodes...)"
+    return None
+
+
+def _image(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{value:.2f}" if isinstance(value, float) else str(value)  # `image: 24.04` in YAML
+    if not isinstance(value, str):
+        raise ValueError(f'expected an image like "24.04" or "noble", got {value!r}')
+    if value.startswith(("http://", "https://", "file://")) and not re.search(r"\s", value):
+        return value
+    if not IMAGE_RE.fullmatch(value):
+        raise ValueError(f'{value!r} is not a Multipass image (like "24.04", "noble", "lts")')
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return check
+
+
+_DURATION_SCHEMA: Final = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": DURATION_RE.pattern},
+        ]
+    }
+)
+Name = Annotated[
+    str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern})
+]
+Domain = Annotated[
+    str, BeforeValidator(_domain), WithJsonSchema({"type": "string", "format": "hostname"})
+]
+Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_SCHEMA]
+_SIZE_SCHEMA: Final = {
+    "anyOf": [{"type": "string", "pattern": SIZE_RE.pattern}, {"type": "integer"}]
+}
+Memory = Annotated[str, BeforeValidator(_size("128M")), WithJsonSchema(_SIZE_SCHEMA)]
+Disk = Annotated[str, BeforeValidator(_size("512M")), WithJsonSchema(_SIZE_SCHEMA)]
+Image = Annotated[str, BeforeValidator(_image), WithJsonSchema({"type": "string"})]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
