@@ -39,6 +39,9 @@ def test_stage_app_installs_nginx_with_its_default_site_and_no_labctl_site() -> 
     assert nginx_site_path(lab) not in [f["path"] for f in data["write_files"]]
     assert data["runcmd"] == [
         "set -eu",
+        # the status agent (issue 14) runs at every stage: status reads the VM through it
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "labctl-status-agent.service"],
         ["systemctl", "enable", "nginx"],
         ["systemctl", "restart", "nginx"],
     ]
