@@ -37,7 +37,12 @@ def check(
     student: StudentOption = None,
     only: Annotated[
         list[str] | None,
-        typer.Option("--check", "-c", help="Only this check (repeatable; default: all of them)."),
+        typer.Option(
+            "--check",
+            "-c",
+            metavar="NAME",
+            help="Only this check (repeatable; default: all of them).",
+        ),
     ] = None,
     as_json: JsonOption = False,
     junit: Annotated[
