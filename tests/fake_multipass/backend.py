@@ -2,7 +2,8 @@
 
 :class:`PlainBackend` (plain_backend.py) keeps a virtual file table in the state file and
 answers a handful of commands. A ``SimBackend`` (sim_backend.py) drives real processes via
-``tests/simvm``. Backend-private data lives in ``inst["backend"]``.
+``tests/simvm``; ``VmBackend`` (vm_backend.py) boots real qemu VMs (``tests/qemuvm``).
+Backend-private data lives in ``inst["backend"]``.
 """
 
 from __future__ import annotations
@@ -84,4 +85,8 @@ def select_backend(settings: Settings, daemon_index: int) -> Backend:
 
         backend: Backend = SimBackend(settings, daemon_index)
         return backend
-    raise ValueError(f"fake multipass: unknown backend {name!r} (expected 'plain' or 'sim')")
+    if name == "vm":
+        from .vm_backend import VmBackend
+
+        return VmBackend(settings, daemon_index)
+    raise ValueError(f"fake multipass: unknown backend {name!r} (expected 'plain', 'sim' or 'vm')")
