@@ -4,15 +4,16 @@ It is SimBackend (sim_backend.py) with the VM swapped: the same bridge on the sa
 subnet (simvm's SimNetwork: `sim_subnet`, `sim_prefix`, `sim_state_dir`), the same address plan
 (`ipv4[0]` = subnet .2 + n), the same exec/transfer plumbing, and the same cleanup
 (tests.simvm.cleanup_all(prefix) kills tagged qemu processes and removes the TAPs and bridge).
-What differs: first start = overlay + NoCloud seed (labctl's user-data text, with only the
-substitutions of tests/qemuvm/offline.py) + boot until SSH answers; provision = the real
-`cloud-init status --wait`; stop = ACPI powerdown; snapshots = qcow2 internal snapshots.
+What differs: first start = overlay + NoCloud seed (labctl's user-data text as sent) + boot until
+SSH answers; provision = wait for boot-finished, then the real `cloud-init status`; stop = ACPI
+powerdown; restart = stop + boot; snapshots = qcow2 internal snapshots.
 """
 
 from __future__ import annotations
 
 import io
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ from .backend import (
 )
 from .errors import CommandError
 from .faults import Settings
+from .guest import BOOT_FINISHED
 from .sim_backend import SimBackend
+
+DAEMON_TIMEOUT = 300.0  # multipassd's default per phase (multipass.md §2.1)
 
 
 class VmBackend(SimBackend):
@@ -35,11 +39,11 @@ class VmBackend(SimBackend):
 
     def __init__(self, settings: Settings, daemon_index: int) -> None:
         super().__init__(settings, daemon_index)
-        from tests.qemuvm import QemuVM, probe_accel, substitute
+        from tests.qemuvm import QemuVM, probe_accel
         from tests.simvm._proc import file_lock
         from tests.vmimage import Image, cached_image
 
-        self._qemu_vm, self._substitute = QemuVM, substitute
+        self._qemu_vm = QemuVM
         folder = settings.get("vm_image")
         self.image = Image(Path(folder)) if folder else cached_image()
         if not self.image.complete():
@@ -84,11 +88,11 @@ class VmBackend(SimBackend):
     def start(self, inst: Instance) -> list[str]:
         vm = self._vm(inst)
         if not inst["backend"].get("created"):
-            text, applied = self._substitute(str(inst.get("user_data_text") or ""))
+            # labctl's text as it was sent: the VMs needed no offline substitutions (README)
             public_key = self.key.with_suffix(".pub").read_text().strip()
-            vm.create(text, public_key)
+            vm.create(str(inst.get("user_data_text") or ""), public_key)
             vm.set_memory(int(inst["memory"]))
-            inst["backend"].update(created=True, substitutions=applied, accel=self.accel)
+            inst["backend"].update(created=True, accel=self.accel)
         try:
             vm.boot(self.accel)
         except self.simvm.SimError as exc:
@@ -98,20 +102,21 @@ class VmBackend(SimBackend):
     def provision(
         self, inst: Instance, user_data: dict[str, Any] | None, timeout: float | None
     ) -> ProvisionOutcome:
-        """The real `cloud-init status --wait` in the VM: 0 done, 1 error, 2 degraded."""
-        sink = io.BytesIO()
-        try:
-            code = self._vm(inst).exec(
-                ["cloud-init", "status", "--wait"],
-                stdin=None,
-                stdout=sink,
-                stderr=sink,
-                user="root",
-                timeout=timeout,
-            )
-        except self.simvm.ExecTimeout:
-            raise ProvisionTimeoutError from None
+        """As multipassd (multipass.md §7.1): poll for boot-finished (written even when modules
+        fail), bounded by the daemon's timeout; then the real `cloud-init status`: 0/1/2."""
+        vm = self._vm(inst)
+        deadline = time.monotonic() + (timeout or DAEMON_TIMEOUT)
+        while self._run(vm, ["test", "-e", BOOT_FINISHED]) != 0:
+            if time.monotonic() > deadline:
+                raise ProvisionTimeoutError
+            time.sleep(3)
+        code = self._run(vm, ["cloud-init", "status"])
         return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(code, CI_DONE), 0.0)
+
+    @staticmethod
+    def _run(vm: Any, argv: list[str]) -> int:
+        sink = io.BytesIO()
+        return int(vm.exec(argv, stdin=None, stdout=sink, stderr=sink, user="root", timeout=120))
 
     def restart(self, inst: Instance) -> None:
         """Multipass restart: a clean shutdown, then boot again (a new boot id in the guest)."""

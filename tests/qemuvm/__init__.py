@@ -8,6 +8,5 @@ from __future__ import annotations
 
 from .accel import probe_accel
 from .machine import QemuVM
-from .offline import substitute
 
-__all__ = ["QemuVM", "probe_accel", "substitute"]
+__all__ = ["QemuVM", "probe_accel"]

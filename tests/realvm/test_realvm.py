@@ -98,23 +98,18 @@ def test_they_are_real_vms_with_systemd_and_units_enabled(seed: VmSession) -> No
     )
 
 
-def test_user_data_is_labctls_except_the_listed_offline_substitutions(seed: VmSession) -> None:
+def test_the_vms_got_labctls_user_data_byte_for_byte(seed: VmSession) -> None:
+    """No offline substitutions were needed (tests/qemuvm/README.md): apt-get update fails
+    softly without a route out, and every package labctl asks for is already in the image."""
     launches = {c["argv"][c["argv"].index("--name") + 1]: c for c in seed.lab.fake.calls("launch")}
     for vm in APPS:
         name = f"alvin-{vm}"
         sent = launches[name]["cloud_init"]  # what labctl wrote to `launch --cloud-init -`
-        got = (seed.lab.root / "sim" / name / "seed" / "user-data").read_text()
-        assert seed.lab.fake.instance(name)["backend"]["substitutions"] == [
-            "package_update",
-            "apt.sources.nodesource",
-        ]
-        apt_start = sent.index("\napt:\n") + 1
-        apt_end = sent.index("\npackages:\n") + 1  # the next top-level key labctl renders
-        assert "deb.nodesource.com" in sent[apt_start:apt_end]
-        expected = (sent[:apt_start] + sent[apt_end:]).replace(
-            "\npackage_update: true\n", "\npackage_update: false\n", 1
-        )
-        assert got == expected
+        assert "deb.nodesource.com" in sent and "package_update: true" in sent
+        assert (seed.lab.root / "sim" / name / "seed" / "user-data").read_text() == sent
+        # and the real apt really ran offline with it: the NodeSource source was configured
+        log = guest(seed, vm, "sudo", "cat", "/var/log/cloud-init-output.log")
+        assert "Failed to fetch https://deb.nodesource.com/node_20.x" in log
 
 
 def test_a_failing_install_is_reported_with_the_real_cloud_init_log_tail(seed: VmSession) -> None:
@@ -166,7 +161,7 @@ def test_snapshot_save_reset_one_vm_and_restore_the_lab(seed: VmSession) -> None
         guest(seed, vm, "touch", "/home/ubuntu/after-baseline")
     reset = labctl(seed, "reset", "app1")  # the baseline exists: stop, restore, start
     assert reset.returncode == 0, seed.explain(reset)
-    assert "restored" in reset.stdout
+    assert "app1: restored" in reset.stdout
     assert guest(seed, "app1", "ls", "/home/ubuntu") == "app"
     assert "after-baseline" in guest(seed, "gateway", "ls", "/home/ubuntu")  # left alone
     restored = labctl(seed, "snapshot", "restore", "baseline")

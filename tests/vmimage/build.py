@@ -131,12 +131,13 @@ def _build(work: Path) -> None:
 
 
 def _install_host_nodejs(rootfs: Path, work: Path) -> None:
-    """The host's nodejs (NodeSource's node_20 here, what labctl's user-data installs) as a .deb."""
+    """The host's nodejs (NodeSource's node_20 here, what labctl's user-data installs) as a .deb
+    (gzip -1: dpkg-deb's default xz takes minutes on one busy core for an unpacked-once file)."""
     _say(f"dpkg-repack nodejs {host_nodejs_version()} from the host, dpkg -i in the image")
     debs = work / "debs"
     debs.mkdir()
     proc = subprocess.run(
-        ["dpkg-repack", "nodejs"],
+        ["dpkg-repack", "--deb-option=-Zgzip", "--deb-option=-z1", "nodejs"],
         cwd=debs,
         capture_output=True,
         text=True,
@@ -161,6 +162,9 @@ def _configure(rootfs: Path) -> None:
     (etc / "hostname").write_text("localhost\n")
     (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     (etc / "machine-id").write_text("")  # each VM gets its own on first boot
+    # As on Ubuntu's cloud images; cloud-init's locale module then has nothing to generate
+    # (Debian's locale-gen ignores the locale cloud-init passes, so en_US.UTF-8 would fail).
+    (etc / "default/locale").write_text("LANG=C.UTF-8\n")
     for unit in MASKED_UNITS:
         link = etc / "systemd/system" / unit
         link.unlink(missing_ok=True)

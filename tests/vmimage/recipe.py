@@ -27,6 +27,9 @@ PACKAGES: Final = (
     "iproute2",
     "netbase",
     "procps",
+    "locales",  # cloud-init's locale module runs locale-gen/update-locale (en_US.UTF-8)
+    "libnss-myhostname",  # the VM's own hostname resolves (sudo), as on Ubuntu's images
+    "gpg",  # cloud-init's apt module dearmors inline keys with gpg
     "openssh-server",
     "sudo",
     "cloud-init",
