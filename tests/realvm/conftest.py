@@ -51,7 +51,7 @@ app:
   install: echo "about to fail on purpose"; exit 1
   port: 3000
 vms:
-  - {name: app1, roles: [app]}
+  - {name: app1, roles: [lb, app]}
 waits: {launch: 1800s, cloud_init: 1800s, serve: 300s}
 """
 
