@@ -144,6 +144,24 @@ def _leftovers(prefix: str) -> list[str]:
     return found
 
 
+def seed_lab_text(
+    git_url: str, *, before_app: str = "", app_extra: str = "", after: str = ""
+) -> str:
+    """The course's seed lab shape (app1 + gateway with lb+app) with the app from `git_url`
+    (a repository made by serve_git_app); the callers add defaults, lb and waits."""
+    return (
+        "name: alvin\ndomain: alvin.xyz\naliases: [www.alvin.xyz]\n"
+        + before_app
+        + "app:\n  name: dumbflix\n"
+        + f'  source: {{git: "{git_url}", ref: main}}\n'
+        + app_extra
+        + "  build: npm run build\n  start: {serve: build, spa: true}\n  port: 3000\n"
+        + "  env: {BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}\n"
+        + "vms:\n  - {name: app1, roles: [app]}\n  - {name: gateway, roles: [lb, app]}\n"
+        + after
+    )
+
+
 @contextlib.contextmanager
 def serve_git_app(tmp: Path, port: int, listen: str | None = None) -> Iterator[str]:
     """A small static frontend in a local git repository (`frontend.git`: `npm run build`

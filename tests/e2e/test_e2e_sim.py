@@ -16,7 +16,7 @@ import pytest
 from labctl.config.load import parse_lab
 from labctl.host.probes import http_get
 from labctl.render.userdata import LB_APPLY_COMMAND, Backend, render_nginx_site
-from tests.e2e.harness import SimLab, serve_git_app
+from tests.e2e.harness import SimLab, seed_lab_text, serve_git_app
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
@@ -198,23 +198,11 @@ def test_seed_lab_shape_from_a_local_git_repository(sim_lab: SimLab, git_app: in
     host = subnet.rsplit(".", 1)[0] + ".1"  # the bridge address: the Multipass host, seen from VMs
     path = write_lab(
         sim_lab,
-        f"""\
-name: alvin
-domain: alvin.xyz
-aliases: [www.alvin.xyz]
-app:
-  name: dumbflix
-  source: {{git: "git://{host}:{git_app}/frontend.git", ref: main}}
-  install: npm install --no-audit --no-fund --no-update-notifier
-  build: npm run build
-  start: {{serve: build, spa: true}}
-  port: 3000
-  env: {{BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}}
-vms:
-  - {{name: app1, roles: [app]}}
-  - {{name: gateway, roles: [lb, app]}}
-waits: {{launch: 300s, cloud_init: 300s, serve: 90s}}
-""",
+        seed_lab_text(
+            f"git://{host}:{git_app}/frontend.git",
+            app_extra="  install: npm install --no-audit --no-fund --no-update-notifier\n",
+            after="waits: {launch: 300s, cloud_init: 300s, serve: 90s}\n",
+        ),
     )
     result = sim_lab.labctl("up", "-f", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -30,6 +30,11 @@ class ProvisionOutcome:
     finishes_in: float | None
 
 
+def finished(status_exit_code: int) -> ProvisionOutcome:
+    """A finished cloud-init from `cloud-init status`'s exit code: 0 done, 1 error, 2 degraded."""
+    return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(status_exit_code, CI_DONE), 0.0)
+
+
 class ProvisionTimeoutError(Exception):
     """cloud-init did not finish within the daemon's timeout."""
 

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .backend import (
-    CI_DEGRADED,
-    CI_DONE,
-    CI_ERROR,
     Instance,
     ProvisionOutcome,
     ProvisionTimeoutError,
+    finished,
 )
 from .errors import CommandError
 from .faults import Settings
@@ -111,7 +109,7 @@ class VmBackend(SimBackend):
                 raise ProvisionTimeoutError
             time.sleep(3)
         code = self._run(vm, ["cloud-init", "status"])
-        return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(code, CI_DONE), 0.0)
+        return finished(code)
 
     @staticmethod
     def _run(vm: Any, argv: list[str]) -> int:

@@ -20,27 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import sim_unavailable_reason, skip_or_fail
-from tests.e2e.harness import SimLab, make_lab, serve_git_app, tear_down
+from tests.e2e.harness import SimLab, make_lab, seed_lab_text, serve_git_app, tear_down
 
 UP_TIMEOUT = 2400.0  # three first boots at once on 2 shared cores under TCG, bounded
-SEED_LAB = """\
-name: alvin
-domain: alvin.xyz
-aliases: [www.alvin.xyz]
-defaults: {{cpus: 1, memory: 1G, disk: 5G}}
-app:
-  name: dumbflix
-  source: {{git: "git://{host}:{port}/{repo}", ref: main}}
-  build: npm run build
-  start: {{serve: build, spa: true}}
-  port: 3000
-  env: {{BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}}
-vms:
-  - {{name: app1, roles: [app]}}
-  - {{name: gateway, roles: [lb, app]}}
-lb: {{max_fails: 2, fail_timeout: 5s, read_timeout: 3s, connect_timeout: 1s}}
-waits: {{launch: 1800s, cloud_init: 1800s, serve: 300s}}
-"""
+SEED_EXTRAS = {
+    "before_app": "defaults: {cpus: 1, memory: 1G, disk: 5G}\n",
+    "after": "lb: {max_fails: 2, fail_timeout: 5s, read_timeout: 3s, connect_timeout: 1s}\n"
+    "waits: {launch: 1800s, cloud_init: 1800s, serve: 300s}\n",
+}
 FAILING_LAB = """\
 name: broken
 domain: broken.lab
@@ -113,7 +100,8 @@ def vm_session(
         port = 19418 + int(prefix[1:], 16) % 1000
         with serve_git_app(root, port, listen=network.host_ip) as repo:
             seed = root / "alvin.yaml"
-            seed.write_text(SEED_LAB.format(host=network.host_ip, port=port, repo=repo))
+            url = f"git://{network.host_ip}:{port}/{repo}"
+            seed.write_text(seed_lab_text(url, **SEED_EXTRAS))
             failing = root / "broken.yaml"
             failing.write_text(FAILING_LAB)
             session = VmSession(lab, accel, seed, failing)
