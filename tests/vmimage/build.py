@@ -150,6 +150,13 @@ def _install_host_nodejs(rootfs: Path, work: Path) -> None:
     shutil.copy(found[0], rootfs / "tmp/nodejs.deb")
     run(["chroot", str(rootfs), "dpkg", "-i", "/tmp/nodejs.deb"], timeout=600)
     (rootfs / "tmp/nodejs.deb").unlink()
+    # npm updates itself outside dpkg's file list, so the repacked copy can miss files: the
+    # host's working npm tree replaces it.
+    npm = Path("/usr/lib/node_modules/npm")
+    if npm.is_dir():
+        target = rootfs / "usr/lib/node_modules/npm"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(npm, target, symlinks=True)
 
 
 def _configure(rootfs: Path) -> None:
