@@ -154,19 +154,21 @@ def test_reboot_pm2_brings_the_app_back_through_its_systemd_unit(seed: VmSession
 
 
 def test_snapshot_save_reset_one_vm_and_restore_the_lab(seed: VmSession) -> None:
-    saved = labctl(seed, "snapshot", "save", "baseline")
+    """`up` took the `baseline` snapshot itself; `reset app1` restores it on app1 only."""
+    assert "baseline" in seed.lab.fake.instance("alvin-app1")["snapshots"]
+    saved = labctl(seed, "snapshot", "save", "checkpoint")
     assert saved.returncode == 0, seed.explain(saved)
     serves_through_both(seed)
     for vm in APPS:
-        guest(seed, vm, "touch", "/home/ubuntu/after-baseline")
+        guest(seed, vm, "touch", "/home/ubuntu/after-checkpoint")
     reset = labctl(seed, "reset", "app1")  # the baseline exists: stop, restore, start
     assert reset.returncode == 0, seed.explain(reset)
     assert "app1: restored" in reset.stdout
-    assert guest(seed, "app1", "ls", "/home/ubuntu") == "app"
-    assert "after-baseline" in guest(seed, "gateway", "ls", "/home/ubuntu")  # left alone
-    restored = labctl(seed, "snapshot", "restore", "baseline")
+    assert "after-checkpoint" not in guest(seed, "app1", "ls", "/home/ubuntu")
+    assert "after-checkpoint" in guest(seed, "gateway", "ls", "/home/ubuntu")  # left alone
+    restored = labctl(seed, "snapshot", "restore", "checkpoint")
     assert restored.returncode == 0, seed.explain(restored)
-    assert "after-baseline" not in guest(seed, "gateway", "ls", "/home/ubuntu")
+    assert "after-checkpoint" not in guest(seed, "gateway", "ls", "/home/ubuntu")
     wait_healthy(seed, within=120)
     serves_through_both(seed)
 
