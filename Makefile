@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Python sources to lint; a folder that does not exist (yet) is skipped rather than failing ruff
 LINT   := $(wildcard labctl tests bench cloud-init)
 
-.PHONY: up test venv system-deps lint typecheck unit bench clean
+.PHONY: up test venv system-deps vm-image lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,8 @@ system-deps:
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    nginx cloud-init iproute2 iptables git sudo curl procps util-linux ca-certificates python3 >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    qemu-system-x86 qemu-utils debootstrap genisoimage dpkg-repack openssh-client e2fsprogs >/dev/null; \
 	  if ! command -v node >/dev/null 2>&1; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
 	  fi; \
@@ -35,6 +37,15 @@ system-deps:
 	  echo "system packages: nginx $$(nginx -v 2>&1 | cut -d/ -f2), node $$(node --version), pm2 $$(npm ls --global --depth=0 pm2 2>/dev/null | grep -o "pm2@[0-9.]*" | cut -d@ -f2), $$(cloud-init --version 2>&1)"; \
 	else \
 	  echo "system-deps: not root or no apt-get; skipping (tests that need them will skip and say why)"; \
+	fi
+
+## vm-image: the Debian 12 image for the real-VM tests (cached by recipe hash under $$LABCTL_VM_CACHE,
+## default /var/cache/labctl-vm); needs root, debootstrap, qemu-utils and the host's node/npm
+vm-image: venv
+	@if [ "$$(id -u)" = 0 ] && command -v debootstrap >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1; then \
+	  $(BIN)/python -m tests.vmimage.build; \
+	else \
+	  echo "vm-image: not root or no debootstrap/qemu-img; skipping (real-VM tests will skip and say why)"; \
 	fi
 
 lint: venv
@@ -45,10 +56,10 @@ typecheck: venv
 	$(BIN)/mypy
 
 unit: venv
-	$(BIN)/pytest -m "not sim"
+	$(BIN)/pytest -m "not sim and not vm"
 
-## test: venv, system packages (when root + apt), ruff, mypy, pytest (all of it)
-test: venv system-deps lint typecheck
+## test: venv, system packages and the VM image (when root + apt), ruff, mypy, pytest (all of it)
+test: venv system-deps vm-image lint typecheck
 	$(BIN)/pytest
 
 ## bench: the benchmarks in bench/ (not part of test; bench_failover needs root, see bench/RESULTS.md)

@@ -36,11 +36,13 @@ def _which(tool: str) -> bool:
 
 def skip_or_fail_without_sim() -> None:
     """Skip with the reason printed, except in CI (LABCTL_REQUIRE_SIM=1) where it is a failure."""
-    reason = sim_unavailable_reason()
+    skip_or_fail(sim_unavailable_reason(), "simulated-VM")
+
+
+def skip_or_fail(reason: str | None, kind: str) -> None:
+    """No-op when reason is None; else skip, or fail when LABCTL_REQUIRE_SIM=1 (CI)."""
     if reason is None:
         return
     if os.environ.get("LABCTL_REQUIRE_SIM") == "1":
-        pytest.fail(
-            f"simulated-VM test cannot run: {reason} (LABCTL_REQUIRE_SIM=1 forbids skipping)"
-        )
-    pytest.skip(f"simulated-VM test skipped: {reason}")
+        pytest.fail(f"{kind} test cannot run: {reason} (LABCTL_REQUIRE_SIM=1 forbids skipping)")
+    pytest.skip(f"{kind} test skipped: {reason}")

@@ -6,6 +6,7 @@ and process the test created (also when it fails) and checks that nothing is lef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -143,33 +144,95 @@ def _leftovers(prefix: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-def sim_lab(tmp_path: Path) -> Iterator[SimLab]:
-    skip_or_fail_without_sim()
-    from tests.simvm import cleanup_all
+def seed_lab_text(
+    git_url: str, *, before_app: str = "", app_extra: str = "", after: str = ""
+) -> str:
+    """The course's seed lab shape (app1 + gateway with lb+app) with the app from `git_url`
+    (a repository made by serve_git_app); the callers add defaults, lb and waits."""
+    return (
+        "name: alvin\ndomain: alvin.xyz\naliases: [www.alvin.xyz]\n"
+        + before_app
+        + "app:\n  name: dumbflix\n"
+        + f'  source: {{git: "{git_url}", ref: main}}\n'
+        + app_extra
+        + "  build: npm run build\n  start: {serve: build, spa: true}\n  port: 3000\n"
+        + "  env: {BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}\n"
+        + "vms:\n  - {name: app1, roles: [app]}\n  - {name: gateway, roles: [lb, app]}\n"
+        + after
+    )
 
-    prefix = "e" + secrets.token_hex(2)  # simvm names: [a-z][a-z0-9]{0,9}
-    fake = FakeMultipass(tmp_path / "fmp")
+
+@contextlib.contextmanager
+def serve_git_app(tmp: Path, port: int, listen: str | None = None) -> Iterator[str]:
+    """A small static frontend in a local git repository (`frontend.git`: `npm run build`
+    writes build/index.html with $BUILD_TAG), served by `git daemon` on `port` (no internet)."""
+    repo = tmp / "repos" / "frontend.git"
+    work = tmp / "frontend"
+    work.mkdir()
+    package = {"name": "frontend", "version": "1.0.0", "private": True}
+    (work / "package.json").write_text(
+        json.dumps(package | {"scripts": {"build": "node build.js"}})
+    )
+    (work / "build.js").write_text(
+        "const fs = require('fs');\n"
+        "fs.mkdirSync('build', {recursive: true});\n"
+        "fs.writeFileSync('build/index.html', '<h1>dumbflix-like frontend ' + process.env.BUILD_TAG + '</h1>');\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "app"]):
+        subprocess.run([*git, *argv], cwd=work, check=True, timeout=30)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True, timeout=30)
+    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={repo.parent}"]
+    argv += [f"--port={port}", *([f"--listen={listen}"] if listen else []), str(repo.parent)]
+    daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield repo.name
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+def make_lab(root: Path, prefix: str, **settings: Any) -> SimLab:
+    """A fake multipass on its own subnet/prefix (backend `sim` unless `settings` say otherwise),
+    its daemon wrapper and a temp hosts file; shared by the sim and the real-VM (vm) tests."""
+    fake = FakeMultipass(root / "fmp")
     fake.configure(
-        backend="sim",
-        sim_subnet=_free_subnet(),
-        sim_prefix=prefix,
-        sim_state_dir=str(tmp_path / "sim"),
+        **{
+            "backend": "sim",
+            "sim_subnet": _free_subnet(),
+            "sim_prefix": prefix,
+            "sim_state_dir": str(root / "sim"),
+            **settings,
+        }
     )
     # The simulated daemon must create namespaces in the test's mount namespace, not in the
     # private one labctl runs in (which vanishes with it): like multipassd, it lives outside.
-    wrapper = tmp_path / "bin" / "multipass"
+    wrapper = root / "bin" / "multipass"
     wrapper.parent.mkdir()
     wrapper.write_text(
         f'#!/bin/sh\nexec nsenter --mount=/proc/{os.getpid()}/ns/mnt -- "{fake.executable}" "$@"\n'
     )
     wrapper.chmod(0o755)
-    hosts = tmp_path / "hosts"
+    hosts = root / "hosts"
     hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n")
-    lab = SimLab(fake, tmp_path, prefix, hosts, wrapper)
+    return SimLab(fake, root, prefix, hosts, wrapper)
+
+
+def tear_down(prefix: str) -> None:
+    """Kill, delete and check: no netns, link or tagged process named prefix* is left."""
+    from tests.simvm import cleanup_all
+
+    cleanup_all(prefix)
+    left = _leftovers(prefix)
+    assert not left, f"VMs left behind: {left}"
+
+
+@pytest.fixture
+def sim_lab(tmp_path: Path) -> Iterator[SimLab]:
+    skip_or_fail_without_sim()
+    prefix = "e" + secrets.token_hex(2)  # simvm names: [a-z][a-z0-9]{0,9}
+    lab = make_lab(tmp_path, prefix)
     try:
         yield lab
     finally:
-        cleanup_all(prefix)
-        left = _leftovers(prefix)
-        assert not left, f"simulated VMs left behind: {left}"
+        tear_down(prefix)

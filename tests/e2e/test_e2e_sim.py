@@ -16,7 +16,7 @@ import pytest
 from labctl.config.load import parse_lab
 from labctl.host.probes import http_get
 from labctl.render.userdata import LB_APPLY_COMMAND, Backend, render_nginx_site
-from tests.e2e.harness import SimLab
+from tests.e2e.harness import SimLab, seed_lab_text, serve_git_app
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
@@ -190,47 +190,9 @@ def test_drill_passes_on_a_healthy_lab_and_names_the_step_on_a_single_upstream(
 @pytest.fixture
 def git_app(sim_lab: SimLab, tmp_path: Path):
     """A local git repository served by `git daemon` to the simulated VMs (no internet needed)."""
-    repo = tmp_path / "repos" / "frontend.git"
-    work = tmp_path / "frontend"
-    work.mkdir()
-    (work / "package.json").write_text(
-        json.dumps(
-            {
-                "name": "frontend",
-                "version": "1.0.0",
-                "private": True,
-                "scripts": {"build": "node build.js"},
-            }
-        )
-    )
-    (work / "build.js").write_text(
-        "const fs = require('fs');\n"
-        "fs.mkdirSync('build', {recursive: true});\n"
-        "fs.writeFileSync('build/index.html', '<h1>dumbflix-like frontend ' + process.env.BUILD_TAG + '</h1>');\n"
-    )
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "app"]):
-        subprocess.run([*git, *argv], cwd=work, check=True, timeout=30)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repo)], check=True, timeout=30)
     port = 19418 + int(sim_lab.prefix[1:], 16) % 1000
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            f"--base-path={repo.parent}",
-            f"--port={port}",
-            str(repo.parent),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with serve_git_app(tmp_path, port):
         yield port
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
 
 
 def test_seed_lab_shape_from_a_local_git_repository(sim_lab: SimLab, git_app: int) -> None:
@@ -238,23 +200,11 @@ def test_seed_lab_shape_from_a_local_git_repository(sim_lab: SimLab, git_app: in
     host = subnet.rsplit(".", 1)[0] + ".1"  # the bridge address: the Multipass host, seen from VMs
     path = write_lab(
         sim_lab,
-        f"""\
-name: alvin
-domain: alvin.xyz
-aliases: [www.alvin.xyz]
-app:
-  name: dumbflix
-  source: {{git: "git://{host}:{git_app}/frontend.git", ref: main}}
-  install: npm install --no-audit --no-fund --no-update-notifier
-  build: npm run build
-  start: {{serve: build, spa: true}}
-  port: 3000
-  env: {{BUILD_TAG: seed, NODE_OPTIONS: --openssl-legacy-provider}}
-vms:
-  - {{name: app1, roles: [app]}}
-  - {{name: gateway, roles: [lb, app]}}
-waits: {{launch: 300s, cloud_init: 300s, serve: 90s}}
-""",
+        seed_lab_text(
+            f"git://{host}:{git_app}/frontend.git",
+            app_extra="  install: npm install --no-audit --no-fund --no-update-notifier\n",
+            after="waits: {launch: 300s, cloud_init: 300s, serve: 90s}\n",
+        ),
     )
     result = sim_lab.labctl("up", "-f", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

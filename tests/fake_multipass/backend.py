@@ -2,7 +2,8 @@
 
 :class:`PlainBackend` (plain_backend.py) keeps a virtual file table in the state file and
 answers a handful of commands. A ``SimBackend`` (sim_backend.py) drives real processes via
-``tests/simvm``. Backend-private data lives in ``inst["backend"]``.
+``tests/simvm``; ``VmBackend`` (vm_backend.py) boots real qemu VMs (``tests/qemuvm``).
+Backend-private data lives in ``inst["backend"]``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class ProvisionOutcome:
 
     cloud_init: str
     finishes_in: float | None
+
+
+def finished(status_exit_code: int) -> ProvisionOutcome:
+    """A finished cloud-init from `cloud-init status`'s exit code: 0 done, 1 error, 2 degraded."""
+    return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(status_exit_code, CI_DONE), 0.0)
 
 
 class ProvisionTimeoutError(Exception):
@@ -84,4 +90,8 @@ def select_backend(settings: Settings, daemon_index: int) -> Backend:
 
         backend: Backend = SimBackend(settings, daemon_index)
         return backend
-    raise ValueError(f"fake multipass: unknown backend {name!r} (expected 'plain' or 'sim')")
+    if name == "vm":
+        from .vm_backend import VmBackend
+
+        return VmBackend(settings, daemon_index)
+    raise ValueError(f"fake multipass: unknown backend {name!r} (expected 'plain', 'sim' or 'vm')")

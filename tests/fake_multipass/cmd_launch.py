@@ -171,6 +171,7 @@ def cmd_launch(ctx: Context, p: Parsed) -> int:
             networks=networks,
             mounts=mounts,
             user_data=user_data,
+            user_data_text=ctx.log.get("cloud_init"),  # the exact text (the vm backend's seed)
         )
         host = daemon.next_host_number()
         inst["backend"].update(

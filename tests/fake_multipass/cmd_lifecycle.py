@@ -142,6 +142,8 @@ def _stop_like(ctx: Context, p: Parsed, command: str, verb: str) -> int:
         spinner.stop()
         raise client_timeout("to restart")
     spinner.sleep(latency)
+    if command == "restart" or (command == "stop" and not delay and not p.is_set("cancel")):
+        _guest_work(ctx, command, targets)
     with ctx.store.transaction() as daemon:
         for n in targets:
             inst = daemon.instances[n]
@@ -163,10 +165,25 @@ def _stop_like(ctx: Context, p: Parsed, command: str, verb: str) -> int:
                     inst.update(state="Suspended", ipv4=[], pending=[])
                 continue
             if inst["state"] != "Stopped":
-                ctx.backend.stop(inst)
                 inst.update(state="Stopped", ipv4=[], pending=[])
     spinner.stop()
     return 0
+
+
+def _guest_work(ctx: Context, command: str, targets: list[str]) -> None:
+    """The backend's shutdowns/reboots, in parallel and outside the state lock: on real VMs
+    (the vm backend) an ACPI shutdown takes seconds, and other calls must not wait for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    restart = getattr(ctx.backend, "restart", None)  # only backends with a real guest reboot
+    work = ctx.backend.stop if command == "stop" else restart
+    if work is None:
+        return
+    insts = [ctx.store.get_instance(n) for n in targets]
+    live = [i for i in insts if i is not None and i["state"] != "Stopped"]
+    with ThreadPoolExecutor(max_workers=max(1, len(live))) as pool:
+        for done in [pool.submit(work, inst) for inst in live]:
+            done.result()
 
 
 def cmd_stop(ctx: Context, p: Parsed) -> int:

@@ -43,9 +43,11 @@ DEFAULTS: dict[str, Any] = {
     "backend": "plain",
     "ip_pool": "127.80.0.0/16",
     "exec_responses": [],
-    "sim_subnet": None,  # sim backend only
-    "sim_state_dir": None,  # sim backend only
+    "sim_subnet": None,  # sim and vm backends
+    "sim_state_dir": None,  # sim and vm backends
     "sim_prefix": None,
+    "vm_image": None,  # vm backend: the image folder (default: tests/vmimage's cache)
+    "vm_accel": None,  # vm backend: "kvm" or "tcg" (default: probed once per daemon)
 }
 
 KNOWN_KEYS = frozenset(DEFAULTS) | {"fail_after_calls_base"}

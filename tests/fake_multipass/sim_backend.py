@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .backend import (
-    CI_DEGRADED,
-    CI_DONE,
-    CI_ERROR,
     Instance,
     ProvisionOutcome,
     ProvisionTimeoutError,
+    finished,
 )
 from .errors import CommandError
 from .faults import Settings
@@ -100,7 +98,7 @@ class SimBackend:
             raise ProvisionTimeoutError from None
         # CloudInitResult.exit_code mirrors `cloud-init status`: 0 done, 1 error, 2 degraded
         code = int(getattr(result, "exit_code", 0))
-        return ProvisionOutcome({1: CI_ERROR, 2: CI_DEGRADED}.get(code, CI_DONE), 0.0)
+        return finished(code)
 
     def exec(
         self, inst: Instance, argv: list[str], stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO

@@ -197,37 +197,58 @@ class SimVM:
             raise SimError(f"VM {self.name} is not running")
         if not argv:
             raise SimError("exec needs a command")
-        fds: list[int | None] = [_fileno(s) for s in (stdin, stdout, stderr)]
-        proc = subprocess.Popen(
+        return run_streamed(
             self.enter_argv(user, [], argv),
-            stdin=subprocess.DEVNULL
-            if stdin is None
-            else subprocess.PIPE
-            if fds[0] is None
-            else fds[0],
-            stdout=fds[1] if fds[1] is not None else subprocess.PIPE,
-            stderr=fds[2] if fds[2] is not None else subprocess.PIPE,
-            env=_HOST_ENV,
-            start_new_session=True,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            timeout=timeout,
+            describe=f"exec in {self.name}: {argv}",
         )
-        pumps = []
-        if stdin is not None and fds[0] is None and proc.stdin is not None:
-            pumps.append(_pump(stdin, proc.stdin, close=True))
-        if fds[1] is None and proc.stdout is not None:
-            pumps.append(_pump(proc.stdout, stdout))
-        if fds[2] is None and proc.stderr is not None:
-            pumps.append(_pump(proc.stderr, stderr))
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            raise ExecTimeout(f"exec in {self.name} timed out after {timeout}s: {argv}") from None
-        finally:
-            for pump in pumps:
-                pump.join(timeout=10)
-        return 128 - rc if rc < 0 else rc
+
+
+def run_streamed(
+    argv: list[str],
+    *,
+    stdin: BinaryIO | None,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    timeout: float | None = None,
+    describe: str = "command",
+) -> int:
+    """Run argv with the given streams (real fds passed through, others pumped by threads);
+    its exit code (128+N if killed by signal N); ExecTimeout (process group killed) on timeout."""
+    fds: list[int | None] = [_fileno(s) for s in (stdin, stdout, stderr)]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL
+        if stdin is None
+        else subprocess.PIPE
+        if fds[0] is None
+        else fds[0],
+        stdout=fds[1] if fds[1] is not None else subprocess.PIPE,
+        stderr=fds[2] if fds[2] is not None else subprocess.PIPE,
+        env=_HOST_ENV,
+        start_new_session=True,
+    )
+    pumps = []
+    if stdin is not None and fds[0] is None and proc.stdin is not None:
+        pumps.append(_pump(stdin, proc.stdin, close=True))
+    if fds[1] is None and proc.stdout is not None:
+        pumps.append(_pump(proc.stdout, stdout))
+    if fds[2] is None and proc.stderr is not None:
+        pumps.append(_pump(proc.stderr, stderr))
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise ExecTimeout(f"{describe}: timed out after {timeout}s") from None
+    finally:
+        for pump in pumps:
+            pump.join(timeout=10)
+    return 128 - rc if rc < 0 else rc
 
 
 def _has_env(pid: int, item: bytes) -> bool:
@@ -268,4 +289,4 @@ def _pump(src: IO[bytes], dst: IO[bytes], *, close: bool = False) -> threading.T
     return thread
 
 
-__all__ = ["ExecTimeout", "SimVM", "pid_alive", "tagged_pids"]
+__all__ = ["ExecTimeout", "SimVM", "pid_alive", "run_streamed", "tagged_pids"]
