@@ -164,12 +164,17 @@ def test_reboot_pm2_brings_the_app_back_through_its_systemd_unit(seed: VmSession
         new_id = probe.stdout.strip() if probe.returncode == 0 else boot_id
     assert new_id != boot_id, seed.explain()
     # The new boot answers ssh before systemd has run every unit: pm2-ubuntu may be "activating".
+    # `systemctl is-active` exits 3 for any state but active, so read its stdout, not its code.
     deadline = time.monotonic() + 180
-    state = guest(seed, "app1", "systemctl", "is-active", "pm2-ubuntu")
+    state = ""
     while state != "active" and time.monotonic() < deadline:
-        time.sleep(5)
-        state = guest(seed, "app1", "systemctl", "is-active", "pm2-ubuntu")
-    assert state == "active", seed.explain()
+        probe = seed.lab.multipass_cmd(
+            "exec", "alvin-app1", "--", "systemctl", "is-active", "pm2-ubuntu", timeout=60
+        )
+        state = probe.stdout.strip()
+        if state != "active":
+            time.sleep(5)
+    assert state == "active", (state, seed.explain())
     report = wait_healthy(seed, within=180)
     app1 = next(vm for vm in report["vms"] if vm["name"] == "app1")
     assert [(p["name"], p["status"]) for p in app1["pm2"]] == [("dumbflix", "online")]
