@@ -331,6 +331,24 @@ def test_exec_exit_codes_files_and_canned(fmp: FakeMultipass) -> None:
     assert run(fmp, "exec", "web1").stderr == "Wrong number of arguments\n"
 
 
+def test_start_of_several_instances_boots_them_all_in_one_call(fmp: FakeMultipass) -> None:
+    """multipassd starts every named instance, then waits for all: the fake boots them in
+    threads (on real VMs a boot takes tens of seconds), each recorded in the one state file."""
+    names = ["a", "b", "c", "d"]
+    for name in names:
+        launch(fmp, name, "--cloud-init", "-", input=CLOUD_CONFIG)
+    before = {name: fmp.instance(name)["boot_id"] for name in names}
+    assert run(fmp, "stop", *names).returncode == 0
+    res = run(fmp, "start", *names)
+    assert res.returncode == 0, res.stderr
+    listed = list_json(fmp)
+    assert {name: listed[name]["state"] for name in names} == dict.fromkeys(names, "Running")
+    assert len({listed[name]["ipv4"][0] for name in names}) == 4  # each kept its own address
+    assert {name: fmp.instance(name)["boot_id"] for name in names} == {
+        name: boot + 1 for name, boot in before.items()
+    }
+
+
 def test_exec_autostarts_stopped_instance(fmp: FakeMultipass) -> None:
     launch(fmp, "web1")
     assert run(fmp, "stop", "web1").returncode == 0

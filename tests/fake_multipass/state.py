@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,21 +48,23 @@ def server_address() -> str:
     return os.environ.get("MULTIPASS_SERVER_ADDRESS") or DEFAULT_ADDRESS
 
 
-_HELD: set[Path] = set()
+_THREAD = threading.local()  # the locks this thread holds (start boots instances in threads)
 
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive flock; re-entrant within a process (a nested flock on a new fd would deadlock)."""
-    if path in _HELD:
+    """Exclusive flock; re-entrant within a thread (a nested flock on a new fd would deadlock).
+    Other threads of the process open their own fd, so flock excludes them as it does processes."""
+    held: set[Path] = _THREAD.__dict__.setdefault("held", set())
+    if path in held:
         yield
         return
-    _HELD.add(path)
+    held.add(path)
     try:
         with _flocked(path):
             yield
     finally:
-        _HELD.discard(path)
+        held.discard(path)
 
 
 @contextlib.contextmanager
@@ -84,7 +87,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
 
