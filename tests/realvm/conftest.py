@@ -108,7 +108,10 @@ def vm_session(
             yield session
     finally:
         tear_down(prefix)
-        shutil.rmtree(root / "sim", ignore_errors=True)  # overlays: about 1 GB per VM
+        # The serial consoles outlive the overlays (about 1 GB per VM), for a post-mortem.
+        if (root / "sim" / "logs").is_dir():
+            shutil.copytree(root / "sim" / "logs", root / "serial-logs", dirs_exist_ok=True)
+        shutil.rmtree(root / "sim", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
