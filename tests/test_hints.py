@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from labctl.cli.output import print_up
+from labctl.ops.bringup import VmOutcome
 from labctl.ops.failures import StageFailure
-from labctl.ops.up import UpResult, VmOutcome
+from labctl.ops.up import UpResult
 from tests.fake_multipass.fixture import FakeMultipass
 from tests.test_faults import HOSTS_TEXT, LAB, LB_APPLY, World, assert_up_stopped_line, one_line
 

@@ -7,8 +7,8 @@ import time
 from dataclasses import replace
 
 from labctl.config.load import LabFile, parse_lab
+from labctl.ops.bringup import bring_up_vms
 from labctl.ops.launch_order import LaunchOrder, expected_weight, lpt_order
-from labctl.ops.up import bring_up_vms
 from tests.lab_world import lab_text
 
 
@@ -60,3 +60,16 @@ def test_a_withdrawn_name_lets_the_next_one_go() -> None:
     order.withdraw("first")  # e.g. first's VM already exists, or its render failed
     thread.join(5)
     assert got == ["second"]
+
+
+def test_waiting_means_someone_in_line_and_no_slot_free() -> None:
+    slots = threading.BoundedSemaphore(2)
+    order = LaunchOrder(slots, ["a", "b", "c"])
+    with order.slot("a"):
+        assert not order.waiting()  # b and c are in line, but a slot is free: they go at once
+        with order.slot("b"):
+            assert order.waiting()  # c must wait for a or b to finish
+        assert not order.waiting()
+    order.withdraw("c")
+    with order.slot("a"):  # nobody in line
+        assert not order.waiting()

@@ -31,7 +31,7 @@ from labctl.host.hostsfile import update_hosts
 from labctl.host.state import LabState
 from labctl.model import Lab
 from labctl.multipass.adapter import Multipass
-from labctl.ops.up import app_archive
+from labctl.ops.archive import app_archive
 from labctl.render.assets import read_assets
 from labctl.render.nginx import Backend
 from labctl.render.userdata import (

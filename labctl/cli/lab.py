@@ -29,11 +29,11 @@ from labctl.cli.app import (
 from labctl.cli.watch import CountOption, IntervalOption, WatchOption, watch_status
 from labctl.config.load import json_schema, load_lab
 from labctl.errors import EXIT_FAILED, ConfigError
+from labctl.ops.archive import app_archive
 from labctl.ops.down import down as down_lab
 from labctl.ops.drill import drill as drill_lab
 from labctl.ops.plan import plan as plan_lab
 from labctl.ops.status import status as lab_status
-from labctl.ops.up import app_archive
 from labctl.ops.up import up as up_lab
 from labctl.ops.validation import require_valid
 from labctl.render.assets import read_assets
@@ -160,8 +160,9 @@ def up(
     stage: StageOption = None,
 ) -> None:
     """Launch the lab (what is missing), wire the load balancer and hosts entry, and wait until
-    the domain serves through every backend. After the first healthy up, takes the `baseline`
-    snapshot (lab.yaml snapshots.baseline).
+    the domain serves through every backend. Every VM gets the `baseline` snapshot once
+    (lab.yaml snapshots.baseline): right away when other VMs still wait for a launch slot, else
+    after the lab first serves.
 
     A class lab brings up every student's lab (or those named with --student) under one
     --max-parallel bound, and ends with who is up and who failed at which stage.

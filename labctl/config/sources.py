@@ -1,7 +1,7 @@
 """Rules for where an app comes from: git transports, and the `source: path` folder walk.
 
 The walk is the one place that decides what leaves the host: `validate` reports its problems and
-`up`/`render` pack exactly the entries it returns (ops/up.py app_archive). The folder must resolve
+`up`/`render` pack exactly the entries it returns (ops/archive.py app_archive). The folder must resolve
 (symlinks followed) inside lab.yaml's folder; symlinks in it must stay inside it (they travel as
 links, never followed); private files (keys, .env, credentials) stay home unless
 `app.source.include_private` names them; the size is counted while walking, against a limit.

@@ -98,6 +98,16 @@ class LabState:
         with self._locked(self.snapshots_path) as data:
             data.setdefault("snapshots", {})[name] = entry
 
+    def add_snapshot_vm(
+        self, name: str, vm: str, instance: str, *, created: str, lab_digest: str
+    ) -> None:
+        """`vm` has snapshot `name` now: merged into its entry (VMs' pipelines record their own)."""
+        with self._locked(self.snapshots_path) as data:
+            entry = data.setdefault("snapshots", {}).setdefault(
+                name, {"name": name, "created": created, "lab_digest": lab_digest, "vms": {}}
+            )
+            entry.setdefault("vms", {})[vm] = instance
+
     def forget_snapshot(self, name: str) -> None:
         with self._locked(self.snapshots_path) as data:
             data.setdefault("snapshots", {}).pop(name, None)

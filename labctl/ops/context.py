@@ -20,7 +20,7 @@ from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
 from labctl.host.state import LabState, LockHolder, state_dir
 from labctl.model import Lab, Vm
-from labctl.multipass.adapter import MIN_VERSION, Instance, Multipass
+from labctl.multipass.adapter import MIN_VERSION, Instance, Multipass, VersionInfo
 from labctl.render.userdata import INSTANCE_MARKER_PATH
 
 EventKind = Literal["start", "done", "fail", "info", "skip", "log"]  # log: a line of a VM's log
@@ -87,9 +87,9 @@ class LabContext:
         return self.lab_state.lock(self.lab.name, command, on_stale=stale)
 
 
-def require_daemon(mp: Multipass) -> str:
-    """Check multipassd answers and is new enough; return its version."""
-    info = mp.version()
+def require_daemon(mp: Multipass, info: VersionInfo | None = None) -> str:
+    """Check multipassd answers and is new enough (`info`: its `version`, if just asked)."""
+    info = info or mp.version()
     if info.daemon is None:
         raise DaemonUnreachableError(
             "multipass is installed but its daemon (multipassd) does not answer",

@@ -50,6 +50,19 @@ class LaunchOrder:
         finally:
             self._slots.release()
 
+    def waiting(self) -> bool:
+        """Some VM must wait for a slot to free up: it is in line and every slot is taken.
+
+        Asked by a VM still holding its slot: a VM that waits now launches after it, from scratch.
+        """
+        with self._turn:
+            if not self._queue:
+                return False
+        if self._slots.acquire(blocking=False):  # a free slot: the ones in line go right away
+            self._slots.release()
+            return False
+        return True
+
     def withdraw(self, name: str) -> None:
         with self._turn:
             if name in self._queue:

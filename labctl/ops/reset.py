@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
 from labctl.model import Vm
+from labctl.ops.bringup import bring_up_vms
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.failures import StageFailure
 from labctl.ops.snapshot import BASELINE, SnapshotOutcome, cycle, save, unavailable_reason
 from labctl.ops.stage import staged
-from labctl.ops.up import bring_up_vms
 from labctl.ops.wire import Wiring, wire_and_wait
 
 

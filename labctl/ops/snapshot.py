@@ -21,6 +21,7 @@ from labctl.multipass.adapter import (
     OPERATION_TIMEOUT,
     SNAPSHOT_MIN_VERSION,
     SnapshotsUnsupportedError,
+    VersionInfo,
 )
 from labctl.ops.context import LabContext, classify_instances, require_daemon
 from labctl.ops.wire import Wiring, wire_and_wait
@@ -81,9 +82,9 @@ def validate_name(name: str) -> None:
         )
 
 
-def unavailable_reason(ctx: LabContext) -> str | None:
+def unavailable_reason(ctx: LabContext, info: VersionInfo | None = None) -> str | None:
     """Why this Multipass cannot snapshot (version, driver), or None when it can."""
-    info = ctx.multipass.version()
+    info = info or ctx.multipass.version()
     found = info.daemon_tuple()
     if found is not None and found < SNAPSHOT_MIN_VERSION:
         wanted = ".".join(map(str, SNAPSHOT_MIN_VERSION))
@@ -98,8 +99,9 @@ def unavailable_reason(ctx: LabContext) -> str | None:
 
 
 def _require_support(ctx: LabContext) -> None:
-    require_daemon(ctx.multipass)
-    reason = unavailable_reason(ctx)
+    info = ctx.multipass.version()
+    require_daemon(ctx.multipass, info)
+    reason = unavailable_reason(ctx, info)
     if reason:
         raise SnapshotsUnavailableError(
             f"{reason}; nothing was changed",
@@ -185,12 +187,15 @@ def save(
     *,
     vms: list[Vm] | None = None,
     manage_hosts: bool | None = None,
+    supported: bool = False,
 ) -> SnapshotOutcome:
-    """Snapshot every VM (or `vms`) as `name`; the lab ends running and serving."""
+    """Snapshot every VM (or `vms`) as `name`; the lab ends running and serving. `supported`:
+    the caller has just asked whether this Multipass can (take_baseline)."""
     validate_name(name)
     targets = list(vms or ctx.lab.vms)
     with ctx.locked(f"snapshot save {name}"):
-        _require_support(ctx)
+        if not supported:
+            _require_support(ctx)
         instances = _lab_instances(ctx, targets)
         have = _have(ctx)
         already = sorted(vm for vm, inst in instances.items() if (inst, name) in have)
@@ -213,7 +218,7 @@ def save(
                 name,
                 {
                     "name": name,
-                    "created": previous.get("created") or _now(),
+                    "created": previous.get("created") or now_utc(),
                     "lab_digest": ctx.lab_file.digest,
                     "vms": vms_done,
                 },
@@ -328,12 +333,20 @@ def list_snapshots(ctx: LabContext) -> SnapshotList:
 
 
 def take_baseline(
-    ctx: LabContext, *, manage_hosts: bool | None = None
+    ctx: LabContext, *, manage_hosts: bool | None = None, early: list[str] | None = None
 ) -> tuple[str, SnapshotOutcome | None]:
-    """After a healthy up: the `baseline` snapshot, once. Skipped (an event) when unavailable."""
+    """After a healthy up: the `baseline` snapshot of every VM that has none yet (the ones that
+    took theirs while others launched are `early`). Skipped (an event) when unavailable."""
     if not ctx.lab.snapshots.baseline:
         return "off", None
-    if BASELINE in ctx.lab_state.snapshots():
+    have = ctx.lab_state.snapshots().get(BASELINE, {}).get("vms", {})
+    missing = [vm for vm in ctx.lab.vms if vm.name not in have]
+    if not missing and early:
+        ctx.emit(
+            "baseline", "done", f"baseline snapshot of {len(early)} VM(s), while others launched"
+        )
+        return "taken", None
+    if not missing:
         return "exists", None
     skipped = ctx.lab_state.note("baseline_skipped")
     if skipped:
@@ -344,8 +357,9 @@ def take_baseline(
         ctx.lab_state.set_note("baseline_skipped", reason)
         ctx.emit("baseline", "skip", f"no baseline snapshot: {reason}")
         return f"skipped: {reason}", None
-    ctx.emit("baseline", "start", "stopping the lab to take the baseline snapshot")
-    outcome = save(ctx, BASELINE, manage_hosts=manage_hosts)
+    which = "the lab" if len(missing) == len(ctx.lab.vms) else ", ".join(vm.name for vm in missing)
+    ctx.emit("baseline", "start", f"stopping {which} to take the baseline snapshot")
+    outcome = save(ctx, BASELINE, vms=missing, manage_hosts=manage_hosts, supported=True)
     unsupported = [why for why in outcome.failed.values() if "cannot take snapshots" in why]
     if unsupported and not outcome.done:
         ctx.lab_state.set_note("baseline_skipped", unsupported[0])
@@ -353,9 +367,10 @@ def take_baseline(
         return f"skipped: {unsupported[0]}", outcome
     if outcome.failed or outcome.not_tried:
         return "partial", outcome
-    ctx.emit("baseline", "done", f"baseline snapshot of {len(outcome.done)} VM(s)")
+    total = len(outcome.done) + len(early or [])
+    ctx.emit("baseline", "done", f"baseline snapshot of {total} VM(s)")
     return "taken", outcome
 
 
-def _now() -> str:
+def now_utc() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

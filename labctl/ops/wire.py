@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from labctl.errors import HostsFileError, ProbeTimeoutError
 from labctl.host.hostsfile import entry_line, render_block, update_hosts
 from labctl.host.probes import DomainCheck, HttpAnswer, check_domain, http_get, wait_until
+from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext
 from labctl.ops.failures import StageFailure, log_tail
 from labctl.ops.stage import staged
@@ -46,14 +47,20 @@ class Wiring:
         return not self.failures and (self.check is not None or self.stage == "app")
 
 
-def wire_and_wait(ctx: LabContext, *, manage_hosts: bool | None = None) -> Wiring:
-    """Re-sync nginx (nginx -t first) and the hosts entry with `multipass list`, then wait."""
+def wire_and_wait(
+    ctx: LabContext,
+    *,
+    manage_hosts: bool | None = None,
+    listing: list[Instance] | None = None,
+) -> Wiring:
+    """Re-sync nginx (nginx -t first) and the hosts entry with `multipass list` (or `listing`,
+    one taken when nothing could change the VMs' addresses any more), then wait."""
     ctx = staged(
         ctx, announce=False
     )  # what is wired depends on the lab's course stage (ops/stage.py)
     lab, mp = ctx.lab, ctx.multipass
     manage = lab.hosts_managed if manage_hosts is None else manage_hosts
-    instances = {inst.name: inst for inst in mp.list()}
+    instances = {inst.name: inst for inst in (mp.list() if listing is None else listing)}
     failures: list[StageFailure] = []
     ips: dict[str, str] = {}
     for vm in lab.vms:

@@ -90,3 +90,56 @@ def test_reset_of_one_app_vm_keeps_the_domain_serving(sim_lab: SimLab) -> None:
     assert set(answered) == {"200"} and answered["200"] > 0, answered
     report = sim_lab.wait_healthy(path, within=15)  # app2 was away: fail_timeout (2 s) per worker
     assert report["healthy"] is True, report["problems"]
+
+
+EARLY = """\
+name: early
+domain: early.lab
+app: {name: hello, source: {builtin: hello}, port: 3000}
+vms:
+  - {name: app1, roles: [app]}
+  - {name: gateway, roles: [lb, app]}
+lb: {fail_timeout: 2s, read_timeout: 3s, connect_timeout: 1s}
+waits: {launch: 300s, cloud_init: 300s, serve: 90s}
+"""
+
+
+def test_a_baseline_taken_before_the_wiring_restores_to_a_serving_lab(sim_lab: SimLab) -> None:
+    """Issue 14: with one launch slot the gateway (lb+app, heaviest, first) is done while app1
+    still waits for the slot, so it takes its baseline before nginx has the lab's site; reset
+    restores that and the wiring puts the site back."""
+    path = sim_lab.root / "lab.yaml"
+    path.write_text(EARLY)
+    result = sim_lab.labctl("up", "-f", str(path), "--max-parallel", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gateway baseline snapshot of early-gateway while others launch" in result.stderr
+    calls = sim_lab.fake.calls()
+    snapshots = [c["argv"][-1] for c in calls if c["command"] == "snapshot"]
+    assert snapshots == ["early-gateway", "early-app1"]  # app1, the last wave, after serving
+    first_apply = next(
+        i
+        for i, c in enumerate(calls)
+        if c["command"] == "exec" and "labctl-lb-apply" in c["argv"][-1]
+    )
+    gateway_snapshot = next(
+        i
+        for i, c in enumerate(calls)
+        if c["command"] == "snapshot" and "early-gateway" in c["argv"]
+    )
+    assert gateway_snapshot < first_apply
+    listed = json.loads(sim_lab.labctl("snapshot", "list", "-f", str(path), "--json").stdout)
+    [baseline] = [e for e in listed["entries"] if e["name"] == "baseline"]
+    assert sorted(baseline["present"]) == ["app1", "gateway"]
+
+    site = "/etc/nginx/sites-available/labctl-early.conf"
+    broken = sim_lab.multipass_cmd(
+        "exec", "early-gateway", "--", "sudo", "tee", site, stdin="upstream {\n"
+    )
+    assert broken.returncode == 0
+    reset = sim_lab.labctl("reset", "gateway", "-f", str(path))
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert "gateway: restored" in reset.stdout
+    report = sim_lab.wait_healthy(path, within=30)
+    assert report["domain"]["backends_seen"] == ["app1", "gateway"]
+    site_now = sim_lab.multipass_cmd("exec", "early-gateway", "--", "sudo", "cat", site).stdout
+    assert "upstream labctl_early" in site_now
