@@ -177,6 +177,20 @@ def test_plan_shows_each_stages_limit_and_the_baseline_cycle(run) -> None:
     assert orders == sorted(set(orders))  # snapshots run one after the other
 
 
+def test_plan_says_which_vms_take_their_baseline_early(run) -> None:
+    """One launch slot for two VMs: app1 (heavier, first) is done while lb waits for the slot."""
+    plan = json.loads(run("plan", "--max-parallel", "1", "--json").output)
+    [note] = [n for n in plan["notes"] if "wait for a slot" in n]
+    assert "(likely app1)" in note
+    [stop] = [s for s in plan["steps"] if s["argv"] and s["argv"][1:2] == ["stop"]]
+    assert stop["argv"][2:] == ["hello-lb"] and "the VMs that lack it" in stop["what"]
+    steps = [s for s in plan["steps"] if s["argv"] and s["argv"][1:2] == ["snapshot"]]
+    assert [s["argv"][-1] for s in steps] == ["hello-lb"]
+    firsts = [s for s in plan["steps"] if s["order"] == 1]
+    assert [s["argv"][1] for s in firsts] == ["version", "list"]
+    assert all(s["parallel"] for s in firsts)  # asked at once
+
+
 def test_plan_without_baseline_says_so(run, tmp_path: Path) -> None:
     (tmp_path / "lab.yaml").write_text(HELLO + "snapshots: {baseline: false}\n")
     text = run("plan").output
