@@ -21,7 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import CliRun, labctl_env, machine_line, print_table, run_labctl, timed
+from _common import (
+    CliRun,
+    compile_bytecode,
+    labctl_env,
+    machine_line,
+    print_table,
+    run_labctl,
+    timed,
+)
 
 from labctl.config.load import parse_lab
 from labctl.host.agent import AgentTarget, fetch_report, lab_key, vm_key
@@ -159,6 +167,7 @@ def _via(stdout: str) -> str:
 
 def main() -> int:
     print(machine_line())
+    print(compile_bytecode())
     print(
         f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}"
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from _common import (
     ROOT,
+    compile_bytecode,
     list_makespan,
     loopback_lb,
     lpt_makespan,
@@ -139,6 +140,7 @@ def measure(case: Case, rng: random.Random) -> Row:
 
 
 def main() -> int:
+    print(compile_bytecode())
     rng = random.Random(SEED)
     with tempfile.TemporaryDirectory(prefix="bench-up-labs-") as tmp:
         cases = [
