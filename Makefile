@@ -63,7 +63,7 @@ unit: venv
 ## test: venv, system packages (when root + apt), the real-VM image (when root + qemu), ruff, mypy,
 ## pytest: the fakes, the simulated VMs and the real VMs (README "Testing")
 test: venv system-deps vm-image lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ## test-vm: only the real-VM tests (builds the cached Debian 12 image first)
 test-vm: venv system-deps vm-image

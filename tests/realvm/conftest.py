@@ -67,10 +67,22 @@ def vm_unavailable_reason() -> str | None:
     return sim_unavailable_reason() or image_unavailable_reason()
 
 
+_NOTES: list[str] = []  # said again in the terminal summary, which every pytest run prints
+
+
 def _say(config: pytest.Config, line: str) -> None:
+    _NOTES.append(line)
     reporter = config.pluginmanager.getplugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The image, the accelerator (KVM or TCG) and the long waits, also in a quiet CI log."""
+    if _NOTES:
+        terminalreporter.write_sep("-", "real VMs")
+        for line in _NOTES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +124,11 @@ def vm_session(
         if (root / "sim" / "logs").is_dir():
             shutil.copytree(root / "sim" / "logs", root / "serial-logs", dirs_exist_ok=True)
         shutil.rmtree(root / "sim", ignore_errors=True)
+        _say(
+            pytestconfig,
+            f"real VMs: the session took {time.monotonic() - started:.0f} s; every qemu, TAP and "
+            f"the bridge are gone; serial consoles kept in {root / 'serial-logs'}",
+        )
 
 
 @pytest.fixture(scope="session")
