@@ -83,6 +83,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "real VMs")
         for line in _NOTES:
             terminalreporter.write_line(line)
+        reports = [
+            report
+            for reports in terminalreporter.stats.values()
+            for report in reports
+            if isinstance(report, pytest.TestReport) and report.nodeid.startswith("tests/realvm/")
+        ]
+        seconds = sum(report.duration for report in reports)
+        tests = len({report.nodeid for report in reports})
+        terminalreporter.write_line(
+            f"real VMs: {tests} tests took {seconds:.0f} s (setup, calls and teardown)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -126,8 +137,8 @@ def vm_session(
         shutil.rmtree(root / "sim", ignore_errors=True)
         _say(
             pytestconfig,
-            f"real VMs: the session took {time.monotonic() - started:.0f} s; every qemu, TAP and "
-            f"the bridge are gone; serial consoles kept in {root / 'serial-logs'}",
+            "real VMs: cleaned up (every qemu, TAP and the bridge are gone); serial consoles kept "
+            f"in {root / 'serial-logs'}",
         )
 
 
