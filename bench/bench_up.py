@@ -16,12 +16,15 @@ import random
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _common import (
     ROOT,
+    CliRun,
     compile_bytecode,
     list_makespan,
     loopback_lb,
@@ -100,11 +103,22 @@ def app_backends(fake: FakeMultipass, lab: Lab) -> Callable[[], list[str]]:
     return backends
 
 
-def measure(case: Case, rng: random.Random) -> Row:
-    lab = parse_lab(case.path.read_text())
+@dataclass
+class UpRun:
+    """One `labctl up` against the fake: its output, the fake's calls, when it started."""
+
+    run: CliRun
+    calls: list[dict[str, Any]]
+    started: float  # time.monotonic() just before labctl was started
+    per_vm: list[float]  # each VM's launch + cloud-init latency
+    vms: int
+
+
+def run_up(path: Path, rng: random.Random, max_parallel: int, label: str) -> UpRun:
+    """`up --no-hosts` of `path` with seeded launch latencies and the loopback LB."""
+    lab = parse_lab(path.read_text())
     names = [lab.instance_name(vm) for vm in lab.vms]
     launch = {name: round(LAUNCH + rng.uniform(-SPREAD, SPREAD), 2) for name in names}
-    per_vm = [launch[name] + CLOUD_INIT for name in names]
     pool = free_pool(len(names))
     addresses = [f"{pool.rsplit('.', 1)[0]}.{n}" for n in range(1, len(names) + 1)]
     with tempfile.TemporaryDirectory(prefix="bench-up-") as tmp:
@@ -115,20 +129,29 @@ def measure(case: Case, rng: random.Random) -> Row:
             lab.instance_name(lab.lb_vm), ["/usr/local/sbin/labctl-lb-apply"], stdout="applied\n"
         )
         env = make_env(fake.env, fake.executable, root)
-        args = ["up", "-f", str(case.path), "--no-hosts", "--max-parallel", str(case.max_parallel)]
+        args = ["up", "-f", str(path), "--no-hosts", "--max-parallel", str(max_parallel)]
         args += up_force_args(env)
         with loopback_lb(addresses, app_backends(fake, lab)):
+            started = time.monotonic()
             run = run_labctl(args, env)
         if run.returncode != 0:
-            print(f"{case.label}: labctl up exited {run.returncode}", file=sys.stderr)
+            print(f"{label}: labctl up exited {run.returncode}", file=sys.stderr)
             print(run.stdout[-2000:] + run.stderr[-2000:], file=sys.stderr)
+        calls = fake.calls()
+    per_vm = [launch[name] + CLOUD_INIT for name in names]
+    return UpRun(run, calls, started, per_vm, len(names))
+
+
+def measure(case: Case, rng: random.Random) -> Row:
+    up = run_up(case.path, rng, case.max_parallel, case.label)
+    run, per_vm = up.run, up.per_vm
     slots = case.max_parallel
     ideal = max(per_vm) if len(per_vm) <= slots else lpt_makespan(per_vm, slots)
     serving = run.first("✓ serve") or float("nan")
     in_order = list_makespan(per_vm, slots)  # labctl queues VMs in lab order, not longest first
     return Row(
         case.label,
-        len(names),
+        up.vms,
         slots,
         serving,
         run.wall,

@@ -19,41 +19,21 @@ from __future__ import annotations
 import random
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from _common import ROOT, compile_bytecode, loopback_lb, print_table, run_labctl
-from _common import labctl_env as make_env
-from bench_up import CLOUD_INIT, LAUNCH, SEED, SPREAD, app_backends, free_pool
-
-from labctl.config.load import parse_lab
-from tests.fake_multipass.fixture import FakeMultipass
+from _common import ROOT, compile_bytecode, print_table
+from bench_up import SEED, run_up
 
 RUNS = 3
 PHASES = ("start-up", "preflight", "launch spawn", "after the last launch", "overhead", "baseline")
 
 
 def one_run(path: Path, rng: random.Random) -> dict[str, float]:
-    lab = parse_lab(path.read_text())
-    names = [lab.instance_name(vm) for vm in lab.vms]
-    launch = {name: round(LAUNCH + rng.uniform(-SPREAD, SPREAD), 2) for name in names}
-    pool = free_pool(len(names))
-    addresses = [f"{pool.rsplit('.', 1)[0]}.{n}" for n in range(1, len(names) + 1)]
-    with tempfile.TemporaryDirectory(prefix="bench-phases-") as tmp:
-        root = Path(tmp)
-        fake = FakeMultipass(root / "fmp")
-        fake.configure(ip_pool=pool, launch_latency=launch, cloud_init_latency=CLOUD_INIT)
-        fake.on_exec(
-            lab.instance_name(lab.lb_vm), ["/usr/local/sbin/labctl-lb-apply"], stdout="applied\n"
-        )
-        env = make_env(fake.env, fake.executable, root)
-        with loopback_lb(addresses, app_backends(fake, lab)):
-            started = time.monotonic()
-            run = run_labctl(["up", "-f", str(path), "--no-hosts", "--force"], env)
-        if run.returncode != 0:
-            raise SystemExit(f"labctl up exited {run.returncode}: {run.stderr[-2000:]}")
-        launches = [c for c in fake.calls() if c["command"] == "launch"]
+    up = run_up(path, rng, 4, "hello")
+    if up.run.returncode != 0:
+        raise SystemExit(f"labctl up exited {up.run.returncode}")
+    run, started = up.run, up.started
+    launches = [c for c in up.calls if c["command"] == "launch"]
     checking, preflight, serve = (
         run.first("checking multipass"),
         run.first("✓ preflight"),
