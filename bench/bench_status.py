@@ -4,7 +4,7 @@ Each VM answers its check after LATENCY (0.5 s) with the canned labctl-vm-status
 - by `multipass exec` (the fake's `exec_latency` + `on_exec`): one fake client process per VM;
 - by its status agent: the real cloud-init/status_agent.py server on the VM's loopback address
   (bench/_agents.py, all VMs in one helper process), sleeping LATENCY before answering.
-labctl runs one `list`, then every VM's check in parallel. Goal (issue 14): status(60) <=
+labctl runs one `list`, then every VM's check in parallel. Goal: status(60) <=
 2 x (one list + one check). CPU = user+sys of labctl and the multipass processes it ran.
 
     .venv/bin/python bench/bench_status.py

@@ -2,7 +2,7 @@
 # labctl: provision the app on an app VM. cloud-init runs it once from runcmd, as root, after the
 # packages (nodejs, git) are installed. Every step must succeed: `set -euo pipefail` turns any
 # failure into a non-zero exit, which runcmd passes on so cloud-init reports `error`
-# (stack.md §4.1). Never `set -x`: /etc/labctl/app.env may hold secrets (app.secret_env).
+# (docs/provisioning.md). Never `set -x`: /etc/labctl/app.env may hold secrets (app.secret_env).
 #
 # Inputs (written by labctl's renderer through cloud-init write_files):
 #   /etc/labctl/app.conf            labctl settings, NAME='shell-quoted value' lines (0600)
@@ -12,7 +12,7 @@
 #   /usr/local/lib/labctl/app.tar.gz        a `source: path` app, gzipped tar
 set -euo pipefail
 umask 022
-export HOME="${HOME:-/root}" # runcmd may run without HOME; npm wants one (stack.md §4.1)
+export HOME="${HOME:-/root}" # runcmd may run without HOME; npm wants one
 
 readonly CONF=/etc/labctl/app.conf
 readonly APP_ENV=/etc/labctl/app.env
@@ -28,7 +28,7 @@ readonly APP_DIR=/home/ubuntu/app
 
 log() { printf 'labctl-provision: %s\n' "$*"; }
 
-# Run argv as the app user with a clean environment (not root's HOME: stack.md §3).
+# Run argv as the app user with a clean environment (not root's HOME: pm2 would use root's daemon).
 as_user() {
     runuser -u "$APP_USER" -- env -i HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" \
         SHELL=/bin/bash LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -37,7 +37,7 @@ as_user() {
 
 # Run one lab.yaml command (install/build) as the app user in APP_DIR with the app's env exported.
 # The env file is root-only, so root pipes it in; `eval "$(cat)"` reads the pipe directly
-# (re-opening /dev/stdin as the app user would be refused). Never CI=true here (stack.md §5).
+# (re-opening /dev/stdin as the app user would be refused). Never CI=true here: create-react-app builds then fail on warnings.
 run_step() {
     local step=$1 command=$2
     log "$step: $command"
@@ -100,7 +100,12 @@ fi
 install -o "$APP_USER" -g "$APP_USER" -m 0600 "$ECOSYSTEM" "$APP_DIR/ecosystem.config.js"
 log "pm2 startOrReload"
 runuser -l "$APP_USER" -c 'cd ~/app && pm2 startOrReload ecosystem.config.js && pm2 save'
-# As root: writes and enables pm2-ubuntu.service, which resurrects the saved list on boot (stack.md §3).
+# As root: writes and enables pm2-ubuntu.service, which resurrects the saved list on boot.
 env PATH="$PATH:/usr/bin" pm2 startup systemd -u "$APP_USER" --hp "$APP_HOME"
+# Hand the app to that unit: at power-off systemd then runs its `pm2 kill`, which keeps the saved
+# list. The daemon started above would get SIGTERM instead and dump its list once more, saving an
+# app that exited first as stopped, which the next boot's resurrect would leave down.
+runuser -l "$APP_USER" -c 'pm2 kill' >/dev/null
+systemctl restart "pm2-$APP_USER"
 wait_for_port
 log "done"

@@ -3,18 +3,23 @@
 
 Installed as /usr/local/sbin/labctl-status-agent and run by systemd
 (labctl-status-agent.service). `labctl status` reads every VM's report here with one HTTP
-request instead of one `multipass exec` per VM (issue 14: at class scale the client processes
-and the daemon's SSH session per exec were the cost); when the agent does not answer, labctl
+request instead of one `multipass exec` per VM (at class scale the client processes and the
+daemon's SSH session per exec were the cost); when the agent does not answer, labctl
 falls back to `multipass exec VM -- sudo labctl-vm-status`, the same document.
 
     GET /v1/status
-    X-Labctl-Nonce: 32-128 hex digits, chosen by labctl for this request
+    X-Labctl-Nonce: 48 hex digits chosen by labctl for this request: 16 of its issue time (Unix
+                    seconds), then 32 random ones
     X-Labctl-Auth:  hex HMAC-SHA256(key, "labctl-status-request\\n" + nonce)
  -> 200, body = the JSON report (schema in vm_status.py),
     X-Labctl-Auth:  hex HMAC-SHA256(key, "labctl-status-response\\n" + nonce + "\\n" + body)
- -> 403 (empty) for a missing or wrong signature: nothing is computed for it
+ -> 403 (empty) for a missing or wrong signature, a time more than NONCE_WINDOW seconds off this
+    VM's clock, or a nonce already used (remembered for NONCE_WINDOW after its time, so a
+    replayed request is refused without computing anything); X-Labctl-Refused says which
  -> 503 when MAX_CLIENTS requests are already being served; 404 for any other path.
-    Beyond MAX_CONNECTIONS open connections, a new one is closed at once.
+    Beyond MAX_CONNECTIONS open connections, a new one is closed at once. A connection has
+    REQUEST_TIMEOUT seconds in all to deliver its request (a client that sends a byte now and
+    then is cut off like a silent one), and the answer WRITE_TIMEOUT seconds to leave.
 
 The key (hex, in the file named by config.json's status_agent.key_file, root-only) is this
 VM's own, derived by labctl from a per-lab secret; the signed response lets labctl tell a forged
@@ -32,9 +37,11 @@ import hashlib
 import hmac
 import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -47,11 +54,14 @@ CONFIG = Path(os.environ.get("LABCTL_CONFIG", "/etc/labctl/config.json"))
 VM_STATUS = os.environ.get("LABCTL_VM_STATUS", "/usr/local/sbin/labctl-vm-status")
 REQUEST_CONTEXT = b"labctl-status-request\n"
 RESPONSE_CONTEXT = b"labctl-status-response\n"
-NONCE_RE = re.compile(r"^[0-9a-f]{32,128}$")
+NONCE_RE = re.compile(r"^([0-9a-f]{16})[0-9a-f]{32}$")
 KEY_RE = SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_CLIENTS = 8  # signed requests being answered at once
-MAX_CONNECTIONS = 32  # open connections (each holds a thread until SOCKET_TIMEOUT)
-SOCKET_TIMEOUT = 10.0  # a client that sends nothing does not hold a thread for longer
+MAX_CONNECTIONS = 32  # open connections (each holds a thread until it is done or cut off)
+REQUEST_TIMEOUT = 5.0  # from accept to the whole request, however the client trickles it
+WRITE_TIMEOUT = 10.0  # for the answer to leave, however slowly the client reads
+NONCE_WINDOW = 300  # seconds a request's time may be off this VM's clock (either way)
+MAX_NONCES = 4096  # nonces remembered at once; labctl sends a few per VM per status
 FINAL_CLOUD_INIT = {"done", "error", "degraded done", "disabled"}
 
 
@@ -111,13 +121,51 @@ class Reports:
                 self.cond.notify_all()
 
 
+class Nonces:
+    """The nonces of accepted requests, each kept until its time is out of the window: a request
+    is accepted once, and memory stays bounded (only signed requests are recorded)."""
+
+    def __init__(self, window: float = NONCE_WINDOW, capacity: int = MAX_NONCES) -> None:
+        self.window = window
+        self.capacity = capacity
+        self.lock = threading.Lock()
+        self.expiry: dict[str, float] = {}  # nonce -> wall-clock time it may be forgotten
+
+    def admit(self, nonce: str, issued: float, now: float) -> str:
+        """ "" if the request may be answered, else why not ("time", "replay", "busy")."""
+        if abs(now - issued) > self.window:
+            return "time"
+        with self.lock:
+            if nonce in self.expiry:
+                return "replay"
+            if len(self.expiry) >= self.capacity:
+                self.expiry = {n: t for n, t in self.expiry.items() if t >= now}
+                if len(self.expiry) >= self.capacity:
+                    return "busy"  # refuse rather than forget a nonce still in its window
+            self.expiry[nonce] = issued + self.window
+        return ""
+
+
 class Agent(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64  # listen backlog: a burst of connections waits, is not dropped
 
-    def __init__(self, address: tuple[str, int], key: bytes | None, reports: Reports) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        key: bytes | None,
+        reports: Reports,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
+        nonces: Nonces | None = None,
+    ) -> None:
         self.key = key
         self.reports = reports
+        self.request_timeout = request_timeout
+        self.write_timeout = write_timeout
+        self.nonces = nonces or Nonces()
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, Handler)
@@ -140,11 +188,61 @@ class Agent(ThreadingHTTPServer):
             self.connections.release()
 
 
+class DeadlineReader(io.RawIOBase):
+    """The request's bytes; every recv gets only the time left until `deadline`, so the whole
+    request must arrive in time (a socket timeout alone bounds only each recv)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            # socket.timeout: what http.server catches before Python 3.10 (Ubuntu 20.04's 3.8)
+            raise socket.timeout("request not complete in time")  # noqa: UP041
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
+class DeadlineWriter(io.RawIOBase):
+    """The answer's bytes: all writes together end by `deadline` (set once the answer is ready),
+    however slowly the client reads."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = deadline
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("answer not sent in time")  # noqa: UP041 (as above)
+        self.sock.settimeout(left)
+        self.sock.sendall(data)
+        return len(data)
+
+
 class Handler(BaseHTTPRequestHandler):
     server: Agent
-    timeout = SOCKET_TIMEOUT
     server_version = "labctl-status-agent"
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain one, replaced: the socket itself stays open
+        deadline = time.monotonic() + self.server.request_timeout
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline))
+        # An error answer while the request is read (400, 414) is bounded as well.
+        self.writer = DeadlineWriter(self.connection, deadline + self.server.write_timeout)
+        self.wfile = self.writer
 
     def do_GET(self) -> None:
         if self.path != "/v1/status":
@@ -153,20 +251,26 @@ class Handler(BaseHTTPRequestHandler):
         key = self.server.key
         nonce = self.headers.get("X-Labctl-Nonce", "")
         auth = self.headers.get("X-Labctl-Auth", "")
-        if key is None or not NONCE_RE.fullmatch(nonce):
-            self._empty(403)
+        issued = NONCE_RE.fullmatch(nonce)
+        if key is None or issued is None:
+            self._empty(403, "signature")
             return
         wanted = sign(key, REQUEST_CONTEXT, nonce.encode())
         if not SIGNATURE_RE.fullmatch(auth) or not hmac.compare_digest(auth, wanted):
-            self._empty(403)
+            self._empty(403, "signature")
+            return
+        refused = self.server.nonces.admit(nonce, int(issued[1], 16), time.time())
+        if refused:
+            self._empty(503 if refused == "busy" else 403, refused)
             return
         if not self.server.slots.acquire(blocking=False):
-            self._empty(503)
+            self._empty(503, "busy")
             return
         try:
             body = self.server.reports.fresh()
         finally:
             self.server.slots.release()
+        self.writer.deadline = time.monotonic() + self.server.write_timeout
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -174,9 +278,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _empty(self, code: int) -> None:
+    def _empty(self, code: int, refused: str = "") -> None:
+        self.writer.deadline = time.monotonic() + self.server.write_timeout
         self.send_response(code)
         self.send_header("Content-Length", "0")
+        if refused:
+            self.send_header("X-Labctl-Refused", refused)
         self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -33,8 +33,9 @@ class ConfigError(LabctlError):
         super().__init__("\n".join(problems))
 
 
-class MultipassError(LabctlError):
-    """multipass failed, could not be run, or answered something labctl cannot use."""
+class EngineError(LabctlError):
+    """The engine (Multipass, LXD, ...) failed, could not be run, or answered something labctl cannot
+    use. Use cases catch this and the neutral kinds below; each engine adds its own below them."""
 
     def __init__(
         self,
@@ -51,20 +52,32 @@ class MultipassError(LabctlError):
         self.stderr = stderr
 
 
-class MultipassNotFoundError(MultipassError):
-    """The multipass executable is missing."""
+class EngineNotFoundError(EngineError):
+    """The engine's command-line tool is missing or cannot be run."""
 
 
-class DaemonUnreachableError(MultipassError):
-    """multipassd is not running or its socket is not accessible."""
+class DaemonUnreachableError(EngineError):
+    """The engine's daemon is not running, or this user may not talk to it."""
 
 
-class LaunchTimeoutError(MultipassError):
-    """A launch timed out; the instance may have been left behind (multipass.md §2.1)."""
+class LaunchTimeoutError(EngineError):
+    """A launch timed out; the engine may have left the instance behind."""
 
 
-class CommandTimeoutError(MultipassError):
-    """A multipass call did not finish within labctl's own time limit (and was killed)."""
+class CommandTimeoutError(EngineError):
+    """An engine call did not finish within labctl's own time limit (and was killed)."""
+
+
+class SnapshotsUnsupportedError(EngineError):
+    """This engine (its version, driver or storage) cannot take snapshots."""
+
+
+class InstanceNotFoundError(EngineError):
+    """An instance named in the call does not exist."""
+
+
+class InstanceExistsError(EngineError):
+    """A launch found the name taken (also by a deleted instance that is not purged yet)."""
 
 
 class ForeignInstanceError(LabctlError):
@@ -81,3 +94,9 @@ class HostsFileError(LabctlError):
 
 class LabBusyError(LabctlError):
     """Another labctl process holds this lab's lock (it is changing the lab right now)."""
+
+
+class UnsafePathError(LabctlError):
+    """A path labctl refuses to use: a link, a FIFO, or a file or folder someone else controls."""
+
+    exit_code = EXIT_BAD_INPUT

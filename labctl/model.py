@@ -23,6 +23,7 @@ from labctl.scalars import (
     CLASS_TEMPLATE_DOMAIN,
     ENV_NAME_RE,
     GIT_REF_RE,
+    LXD_NAME_RE,
     MAX_STUDENTS,
     PM2_NAME_RE,
     STUDENT_FIELD,
@@ -37,6 +38,8 @@ from labctl.scalars import (
 )
 
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+# A lab serves a few names; thousands would make one hosts-file line and one nginx server_name.
+MAX_ALIASES: Final = 20
 Role = Literal["app", "lb"]
 ShellCommand = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_no_nul)]
 
@@ -58,7 +61,9 @@ class AppSource(_Strict):
     git: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_url(v))] = None
     ref: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _git_ref(v))] = None
     path: str | None = None
-    include_private: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    include_private: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=100)
+    ] = Field(
         default=[],
         description="Patterns (fnmatch, relative to source.path) of private files to pack anyway "
         "(.env, keys: left out by default)",
@@ -128,7 +133,7 @@ class Vm(_Strict):
 
 
 class LoadBalancer(_Strict):
-    """nginx upstream settings; defaults follow stack.md §1.3's failover measurements."""
+    """nginx upstream settings; the defaults follow measured failover (docs/nginx-failover.md)."""
 
     method: Literal["round_robin", "least_conn", "ip_hash"] = "round_robin"
     max_fails: Annotated[StrictInt, Field(ge=0, le=100)] = 2
@@ -137,7 +142,7 @@ class LoadBalancer(_Strict):
     port: Port = 80
     connect_timeout: Duration = 2.0
     # Below a browser's or a load generator's 5 s patience, so a hung (SIGSTOPed) app is retried on the
-    # next backend in time: 3 s measured 0 failed requests, 5 s did not (stack.md §1.3, bench/RESULTS.md).
+    # next backend in time: 3 s measured 0 failed requests, 5 s did not (docs/nginx-failover.md).
     # Raise it for apps with slow requests.
     read_timeout: Duration = 3.0
     retry_non_idempotent: bool = False
@@ -147,7 +152,7 @@ class Waits(_Strict):
     """Per-stage time limits."""
 
     launch: Duration = (
-        900.0  # passed to `multipass launch --timeout` (stack.md §4.5: dumbflix needs >=900 s)
+        900.0  # an app VM that builds the course's app needs minutes (docs/provisioning.md)
     )
     cloud_init: Duration = 1800.0
     serve: Duration = 180.0
@@ -175,7 +180,9 @@ class ClassRoster(_Strict):
         )
     )
     domain: Annotated[str, Field(min_length=1, max_length=253)]
-    aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    aliases: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=MAX_ALIASES)
+    ] = []
 
     def domain_for(self, student: str) -> str:
         return self.domain.replace(STUDENT_FIELD, student.lower())
@@ -184,39 +191,111 @@ class ClassRoster(_Strict):
         return [alias.replace(STUDENT_FIELD, student.lower()) for alias in self.aliases]
 
 
-def _address(value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > 255
-        or value.startswith("-")
-        or re.search(r"[\s\x00]", value)
-    ):
-        raise ValueError(
-            f'{value!r} is not a Multipass daemon address (like "10.0.0.5:50051" or '
-            '"unix:/run/multipass_socket")'
-        )
-    return value
+EngineName = Literal["multipass", "lxd"]
+ENGINE_NAMES: Final = ("multipass", "lxd")
+LxdName = Annotated[str, BeforeValidator(_pattern(LXD_NAME_RE, "LXD name"))]
 
 
-class MultipassHost(_Strict):
-    """A Multipass daemon labctl reaches through MULTIPASS_SERVER_ADDRESS. Declared capacity is
-    what the capacity check uses for it (a remote host cannot be measured from here)."""
+def _lxd_project(value: Any) -> Any:
+    """An LXD project name, `{student}` allowed (each student's is checked with the roster)."""
+    if isinstance(value, str) and LXD_NAME_RE.fullmatch(value.replace(STUDENT_FIELD, "s")):
+        return value
+    return _pattern(LXD_NAME_RE, "LXD name (it may contain {student})")(value)
+
+
+LxdProject = Annotated[str, BeforeValidator(_lxd_project)]
+# The `engine:` keys that only LXD has (under Multipass they are refused where they are written).
+LXD_ONLY_KEYS: Final = ("remote", "project", "type", "profiles", "cli")
+
+
+def _engine_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value  # `engine: lxd`
+
+
+class EngineSettings(_Strict):
+    """`engine:` which engine runs the lab's instances (default: Multipass when it is installed,
+    else a usable LXD), and for LXD where: the remote, project, instance type, profiles, CLI."""
+
+    name: EngineName
+    remote: LxdName | None = Field(
+        default=None, description="An `lxc remote` name (LXD); default: the local daemon"
+    )
+    project: LxdProject | None = Field(
+        default=None,
+        description="LXD project; default: default. In a class, `{student}` in it gives each "
+        "student a restricted project of their own (created by `up`)",
+    )
+    type: Literal["container", "vm"] | None = Field(
+        default=None, description="LXD instance type; default: container"
+    )
+    profiles: Annotated[list[LxdName], Field(min_length=1, max_length=16)] | None = Field(
+        default=None, description="LXD profiles every instance gets; default: [default]"
+    )
+    cli: Literal["lxc", "incus"] | None = Field(
+        default=None, description="The LXD client: lxc (LXD) or incus (Incus); default: lxc"
+    )
+
+    @property
+    def lxd_remote(self) -> str:
+        return self.remote or "local"
+
+    @property
+    def lxd_project(self) -> str:
+        return self.project or "default"
+
+    @property
+    def per_student_project(self) -> bool:
+        """Each student of a class has an LXD project of their own (`{student}` in project)."""
+        return self.project is not None and STUDENT_FIELD in self.project
+
+    def project_for(self, student: str | None) -> str:
+        """The LXD project of `student`'s lab (`{student}` replaced), or the lab's one."""
+        if student is None or not self.per_student_project:
+            return self.lxd_project
+        return self.lxd_project.replace(STUDENT_FIELD, student.lower())
+
+    @property
+    def lxd_type(self) -> str:
+        return self.type or "container"
+
+    @property
+    def lxd_profiles(self) -> tuple[str, ...]:
+        return tuple(self.profiles or ("default",))
+
+    @property
+    def lxd_cli(self) -> str:
+        return self.cli or "lxc"
+
+
+class EngineHost(_Strict):
+    """A server of the lab's engine that students are placed on: the local one (no `remote`), or
+    for LXD an `lxc remote` (another LXD server). Declared capacity is what the capacity check
+    uses for a remote one (it cannot be measured from here)."""
 
     name: Name
-    address: Annotated[str, BeforeValidator(_address)] | None = Field(
-        default=None, description="MULTIPASS_SERVER_ADDRESS; absent: the local daemon"
+    remote: LxdName | None = Field(
+        default=None, description="An `lxc remote` name (engine lxd); absent: the local daemon"
+    )
+    member: LxdName | None = Field(
+        default=None,
+        description="A member of the LXD cluster the remote is (engine lxd): the students placed "
+        "on this host get their whole lab on that member",
+    )
+    # Remote Multipass daemons are retired: kept in the model only so that lab.yaml's `address:`
+    # is refused with the reason (config/load.py) instead of as an unknown key.
+    address: Any = Field(
+        default=None, description="Retired: Multipass does not support remote daemons"
     )
     cpus: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
     memory: Memory | None = None
     disk: Disk | None = None
 
 
-Stage = Literal["app", "proxy", "lb"]  # a step of the course (issue 13); lb = the finished lab
+Stage = Literal["app", "proxy", "lb"]  # a step of the course; lb = the finished lab
 STAGES: Final = ("app", "proxy", "lb")
 BUILTIN_CHECKS: Final = (  # `labctl check`'s built-in checks, in the order they run
     "app-online", "domain-resolves", "lb-serves", "reverse-proxy", "load-balancing",
-    "failover", "pm2-resurrect",
+    "browser", "failover", "pm2-resurrect",
 )  # fmt: skip
 
 
@@ -250,10 +329,35 @@ class CustomCheck(_Strict):
     retry_interval: Duration = 2.0
 
 
+class BrowserWait(_Strict):
+    """What "rendered" means for the browser check: exactly one of a CSS selector that matches or
+    a text the page shows (config/load.py checks there is one)."""
+
+    selector: (
+        Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)] | None
+    ) = None
+    text: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)] | None = None
+
+
+class BrowserSettings(_Strict):
+    """`browser:` the built-in `browser` check: the domain opened in a headless browser."""
+
+    enabled: bool = True
+    wait_for: BrowserWait | None = Field(
+        default=None,
+        description="What rendered means (default: the hello app's text for the built-in app, "
+        "else any text on the page)",
+    )
+    paths: Annotated[
+        list[Annotated[str, Field(pattern=r"^/[!-~]{0,1000}$")]], Field(min_length=1, max_length=10)
+    ] = ["/"]
+    timeout: Duration = 15.0  # per page: until rendered, then the network settling
+
+
 class Lab(_Strict):
     name: Name
     domain: Domain
-    aliases: list[Domain] = []
+    aliases: Annotated[list[Domain], Field(max_length=MAX_ALIASES)] = []
     image: Image = "24.04"
     defaults: VmDefaults = VmDefaults()
     app: App = App()
@@ -263,9 +367,11 @@ class Lab(_Strict):
     manage_hosts: bool = True
     snapshots: Snapshots = Snapshots()
     class_: ClassRoster | None = Field(default=None, alias="class")
-    hosts: Annotated[list[MultipassHost], Field(max_length=64)] = []
+    hosts: Annotated[list[EngineHost], Field(max_length=64)] = []
+    engine: Annotated[EngineSettings | None, BeforeValidator(_engine_shorthand)] = None
     stage: Stage = "lb"
     checks: Annotated[list[CustomCheck], Field(max_length=100)] = []
+    browser: BrowserSettings = BrowserSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -324,7 +430,7 @@ class Lab(_Strict):
     def server_names(self) -> list[str]:
         return [self.domain, *self.aliases]
 
-    # --- what the lab's stage provides (issue 13): the one place these rules live ---------------
+    # --- what the lab's stage provides: the one place these rules live -------------------------
     @property
     def proxied_vms(self) -> list[Vm]:
         """The app VMs labctl puts behind the LB: none at `app` (the student writes the proxy),

@@ -12,13 +12,13 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-# Multipass's instance-name rule (multipass.md §6): letters, digits, hyphens; starts with a letter,
+# Multipass's instance-name rule (LXD's is the same or looser): letters, digits, hyphens; starts with a letter,
 # ends with a letter or digit. A single letter is valid. Validators use `fullmatch`: with `match`,
 # `$` also matches before a trailing newline, and "app1\n" would reach nginx and the hosts file.
 NAME_RE: Final = re.compile(r"^(?:[a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])$")
-# Multipass's size syntax (multipass.md §2.1, src/utils/memory_size.cpp), binary units.
+# Multipass's size syntax (its src/utils/memory_size.cpp), binary units.
 # re.ASCII: in Unicode mode `\d` takes full-width digits (int() reads them) and re.I lets the
-# Kelvin sign U+212A match `K`; a size or duration is ASCII or it is refused (issue 11).
+# Kelvin sign U+212A match `K`; a size or duration is ASCII or it is refused.
 SIZE_RE: Final = re.compile(
     r"^\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*$", re.I | re.ASCII
 )
@@ -28,12 +28,22 @@ ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PM2_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 GIT_REF_RE: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,200}$")
 IMAGE_RE: Final = re.compile(r"^(?:(?:release|daily):)?[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+# An LXD image reference: `remote:alias` (`ubuntu:24.04`, `images:debian/12/cloud`, `local:img`).
+LXD_IMAGE_RE: Final = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+)
+# What LXD accepts as a remote, project or profile name, kept to characters that need no quoting.
+LXD_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 MAX_INSTANCE_NAME: Final = 63  # a hostname label; cloud-init sets the VM hostname from it
 MAX_STUDENTS: Final = 500
 STUDENT_FIELD: Final = "{student}"  # replaced in class.domain / class.aliases
 CLASS_TEMPLATE_DOMAIN: Final = "class.invalid"  # a class lab's own domain: never served
 
 _UNITS: Final = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# More than any machine or disk a lab runs on, and far below what Multipass's 64-bit sizes hold.
+MAX_SIZE_BYTES: Final = 1024**5
+MAX_SIZE_CHARACTERS: Final = 40  # `1048576.000…G`: the digits int() reads stay few
+MAX_DURATION: Final = 7 * 24 * 3600  # seconds
 
 
 def size_in_bytes(text: str) -> int:
@@ -42,8 +52,9 @@ def size_in_bytes(text: str) -> int:
     if not match:
         raise ValueError(text)
     whole, fraction, unit = match.group(1), match.group(2) or "", (match.group(3) or "").upper()
-    value = float(f"{whole}.{fraction}") if fraction else int(whole)
-    return int(value * _UNITS[unit])
+    # The whole part in integers: a float of `99…9.5G` would be infinite, and int(inf) raises.
+    part = int(float(f"0.{fraction}") * _UNITS[unit]) if fraction else 0
+    return int(whole) * _UNITS[unit] + part
 
 
 def _size(minimum: str) -> Any:
@@ -51,10 +62,12 @@ def _size(minimum: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ValueError(f'expected a size like "2G", got {value!r}')
         text = str(value).strip()
-        if not SIZE_RE.match(text):
-            raise ValueError(f'expected a size like "2G" or "512M", got {text!r}')
+        if not SIZE_RE.match(text) or len(text) > MAX_SIZE_CHARACTERS:
+            raise ValueError(f'expected a size like "2G" or "512M", got {_cut(text)!r}')
         if size_in_bytes(text) < size_in_bytes(minimum):
             raise ValueError(f"{text} is below Multipass's minimum of {minimum}")
+        if size_in_bytes(text) > MAX_SIZE_BYTES:
+            raise ValueError(f"{text} is more than {MAX_SIZE_BYTES // 1024**3}G (1 PiB)")
         return text
 
     return check
@@ -65,19 +78,31 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
     if isinstance(value, int | float):
-        seconds = float(value)
+        # an int too big for a float (`float(10**400)` raises) is out of range like infinity
+        seconds = float(value) if abs(value) <= MAX_DURATION * 2 else math.inf
     elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())) and value.strip():
         hours, minutes, secs = match.groups()
-        seconds = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs or 0)
+        whole = int(hours or 0) * 3600 + int(minutes or 0) * 60  # `99…9h`: an int, never a float
+        seconds = math.inf if whole > MAX_DURATION else whole + float(secs or 0)
     else:
-        raise ValueError(f'expected a duration like "30s" or "5m", got {value!r}')
+        raise ValueError(f'expected a duration like "30s" or "5m", got {_cut(value)!r}')
     # At least 1 s, as the message says (YAML has .nan; nginx and pm2 limits are whole seconds)
-    if not math.isfinite(seconds) or seconds < 1 or seconds > 7 * 24 * 3600:
-        raise ValueError(f"duration must be between 1s and 7 days, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 1 or seconds > MAX_DURATION:
+        raise ValueError(f"duration must be between 1s and 7 days, got {_cut(value)!r}")
     return seconds
 
 
+def _cut(value: Any) -> Any:
+    # a value quoted in a message: a 200 kB string would make a 200 kB message line
+    return value[:40] + "…" if isinstance(value, str) and len(value) > 40 else value
+
+
 def _name(value: Any) -> str:
+    if isinstance(value, str) and len(value) > MAX_INSTANCE_NAME:  # a name is part of a hostname
+        raise ValueError(
+            f"a name of {len(value)} characters ({value[:20]!r}…); at most {MAX_INSTANCE_NAME} "
+            "(names become part of hostnames)"
+        )
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use letters, digits and hyphens, start with a letter "
@@ -120,14 +145,23 @@ def _reserved_name(name: str) -> str | None:
 
 
 def _image(value: Any) -> str:
+    if isinstance(value, float) and (
+        not math.isfinite(value) or float(f"{value:.2f}") != value
+    ):  # `image: 24.041` would become "24.04"
+        raise ValueError(f'{value!r} is not an Ubuntu release number; quote it (like "24.04")')
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = f"{value:.2f}" if isinstance(value, float) else str(value)  # `image: 24.04` in YAML
     if not isinstance(value, str):
         raise ValueError(f'expected an image like "24.04" or "noble", got {value!r}')
-    if value.startswith(("http://", "https://", "file://")) and not re.search(r"\s", value):
+    if value.startswith(("http://", "https://", "file://")) and not re.search(
+        r"[\s\x00-\x1f\x7f]", value
+    ):  # a NUL would reach stat() and multipass's argv
         return value
-    if not IMAGE_RE.fullmatch(value):
-        raise ValueError(f'{value!r} is not a Multipass image (like "24.04", "noble", "lts")')
+    if not IMAGE_RE.fullmatch(value) and not LXD_IMAGE_RE.fullmatch(value):
+        raise ValueError(
+            f'{value!r} is not an image: a Multipass image (like "24.04", "noble", "lts") or an '
+            'LXD image reference (like "ubuntu:24.04", "images:debian/12/cloud")'
+        )
     return value
 
 
@@ -149,7 +183,9 @@ _DURATION_SCHEMA: Final = WithJsonSchema(
     }
 )
 Name = Annotated[
-    str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern})
+    str,
+    BeforeValidator(_name),
+    WithJsonSchema({"type": "string", "pattern": NAME_RE.pattern, "maxLength": MAX_INSTANCE_NAME}),
 ]
 Domain = Annotated[
     str, BeforeValidator(_domain), WithJsonSchema({"type": "string", "format": "hostname"})

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from labctl.config.load import LabFile, parse_lab
 from labctl.host.state import LabState
-from labctl.ops.context import Event, LabContext
-from tests.memory_multipass import MemoryMultipass
+from labctl.ops.context import Event, LabContext, RunOptions
+from tests.memory_engine import MemoryEngine
 
 APP_IPS = {"hello-app1": "10.77.0.11", "hello-app2": "10.77.0.12", "hello-app3": "10.77.0.13"}
 
@@ -23,7 +24,7 @@ class StandInLb:
     """Answers like the rendered nginx site would: round robin over the `server` lines that
     labctl pushed to the LB VM, naming the backend in X-Lab-Backend. 503 before any push."""
 
-    def __init__(self, mp: MemoryMultipass, lb_instance: str) -> None:
+    def __init__(self, mp: MemoryEngine, lb_instance: str) -> None:
         self.mp, self.lb_instance = mp, lb_instance
         self.counter = 0
         self.dead: set[str] = set()
@@ -66,13 +67,18 @@ class StandInLb:
 @dataclass
 class World:
     ctx: LabContext
-    mp: MemoryMultipass
+    mp: MemoryEngine
     lb: StandInLb
     hosts: Path
     events: list[Event]
 
     def hosts_text(self) -> str:
         return self.hosts.read_text()
+
+
+def with_options(ctx: LabContext, **options: Any) -> LabContext:
+    """The same lab as a new command would open it, with these command-line options."""
+    return replace(ctx, options=RunOptions(**options))
 
 
 def lab_text(port: int, *, serve: str = "5s", manage_hosts: bool = True) -> str:
@@ -108,7 +114,7 @@ def make_world(tmp_path: Path) -> Iterator:
     created: list[StandInLb] = []
 
     def make(*, serve: str = "5s", manage_hosts: bool = True) -> World:
-        mp = MemoryMultipass(ips={**APP_IPS, "hello-lb": "127.0.0.1"})
+        mp = MemoryEngine(ips={**APP_IPS, "hello-lb": "127.0.0.1"})
         stand_in = StandInLb(mp, "hello-lb")
         created.append(stand_in)
         lab = parse_lab(lab_text(stand_in.port, serve=serve, manage_hosts=manage_hosts))
@@ -117,7 +123,7 @@ def make_world(tmp_path: Path) -> Iterator:
         events: list[Event] = []
         ctx = LabContext(
             lab_file=LabFile(lab, tmp_path / "lab.yaml", "0" * 64),
-            multipass=mp,  # type: ignore[arg-type]
+            engine=mp,
             on_event=events.append,
             hosts_file=hosts,
             resolver=hosts_file_resolver(hosts),
@@ -133,7 +139,7 @@ def make_world(tmp_path: Path) -> Iterator:
         stand_in.close()
 
 
-def healthy_vm_status(mp: MemoryMultipass) -> None:
+def healthy_vm_status(mp: MemoryEngine) -> None:
     app = {
         "pm2_daemon": True,
         "processes": [{"name": "hello", "status": "online", "restarts": 0, "pid": 42}],

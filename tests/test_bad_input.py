@@ -298,7 +298,7 @@ def test_path_app_too_big_for_user_data_is_refused_before_multipass(
 def test_domain_already_in_the_hosts_file_is_refused_by_validate_and_up(
     invoke: Invoke, fake_multipass: FakeMultipass, tmp_path: Path
 ) -> None:
-    """Issue 11: a name the hosts file has outside labctl's blocks is a system name."""
+    """Hostile input: a name the hosts file has outside labctl's blocks is a system name."""
     (tmp_path / "hosts").write_text("127.0.0.1 localhost\n10.9.9.9 intranet.corp\n")
     path = tmp_path / "lab.yaml"
     path.write_text(LAB.replace("demo.lab", "intranet.corp"))

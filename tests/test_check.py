@@ -9,11 +9,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from rich.console import Console
 
-from labctl.cli import output_check
+from labctl.cli import jsonout
+from labctl.cli.commands.check import print_matrix
+from labctl.cli.printers import grades
 from labctl.config.load import parse_lab
+from labctl.engine.base import ExecResult
 from labctl.errors import ConfigError
 from labctl.model import BUILTIN_CHECKS
-from labctl.multipass.adapter import ExecResult
 from labctl.ops.check import check, choose_checks
 from labctl.ops.checks.base import CheckResult, LabChecks
 from labctl.ops.checks.nginxconf import for_domain, server_blocks
@@ -146,7 +148,9 @@ def test_pm2_resurrect_fails_without_a_saved_list_and_the_app_is_brought_back(
         "app3: pm2 startup is not enabled (run pm2 startup, then pm2 save)"
     )
     assert world.guest.online == set(APPS)
-    restarts = [c[0] for c in world.guest.commands if c[1:3] == ("sh", "-c")]
+    restarts = [
+        c[0] for c in world.guest.commands if c[1:3] == ("sh", "-c") and "startOrReload" in c[3]
+    ]
     assert restarts == ["app2"]  # only the app resurrect did not bring back
 
 
@@ -263,7 +267,7 @@ def _runs() -> list[StudentRun[LabChecks]]:
 
 
 def test_json_is_one_document_per_student_per_check() -> None:
-    data = json.loads(output_check.checks_json(output_check.from_runs(_runs())))
+    data = json.loads(jsonout.document(grades.checks_document(grades.from_runs(_runs()))))
     assert data["passed"] is False
     assert [(lab["student"], lab["passed"]) for lab in data["labs"]] == [
         ("alice", True),
@@ -276,6 +280,7 @@ def test_json_is_one_document_per_student_per_check() -> None:
             "passed": False,
             "reason": "http://bob.lab/ via the LB: HTTP 502",
             "seconds": 1.5,
+            "screenshots": [],
             "status": "fail",
         }
     ]
@@ -283,7 +288,7 @@ def test_json_is_one_document_per_student_per_check() -> None:
 
 
 def test_junit_has_a_testsuite_per_student_and_a_failure_with_the_reason() -> None:
-    root = ET.fromstring(output_check.checks_junit(output_check.from_runs(_runs())))
+    root = ET.fromstring(grades.checks_junit(grades.from_runs(_runs())))
     assert root.tag == "testsuites" and root.get("tests") == "3" and root.get("failures") == "1"
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     assert list(suites) == ["alice", "bob", "carol"]
@@ -298,7 +303,7 @@ def test_junit_has_a_testsuite_per_student_and_a_failure_with_the_reason() -> No
 
 def test_the_matrix_shows_each_student_and_why_each_fail_failed() -> None:
     console = Console(record=True, width=120, color_system=None)
-    output_check.print_matrix(console, output_check.from_runs(_runs()), ["lb-serves"])
+    print_matrix(console, grades.from_runs(_runs()), ["lb-serves"])
     text = console.export_text()
     assert "alice" in text and "PASS" in text and "FAIL" in text
     assert "bob lb-serves: http://bob.lab/ via the LB: HTTP 502" in text

@@ -1,4 +1,4 @@
-"""Classroom mode at the use-case level, on in-memory Multipass daemons (one per host address).
+"""Classroom mode at the use-case level, on in-memory engines (one per server: an LXD remote).
 
 Validation of `class:`/`hosts:`, placement by free capacity, status speed (one listing per host,
 VM checks in parallel) and each student's hosts entry pointing at that student's LB.
@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import cast
@@ -17,15 +18,16 @@ from typing import cast
 import pytest
 
 from labctl.config.load import LabFile, parse_lab
+from labctl.engine.base import ExecResult, LaunchSpec
 from labctl.errors import ConfigError
 from labctl.host.resources import HostResources
-from labctl.multipass.adapter import ExecResult, Multipass
 from labctl.ops.classroom.contexts import ClassContext, place, select_students
 from labctl.ops.classroom.status import class_status
 from labctl.ops.classroom.up import class_up
+from labctl.ops.context import RunOptions
 from labctl.render.userdata import VM_STATUS_COMMAND
 from tests.lab_world import hosts_file_resolver
-from tests.memory_multipass import MemoryMultipass, MemoryVm
+from tests.memory_engine import MemoryEngine, MemoryVm
 
 VMS = """\
 vms:
@@ -81,8 +83,8 @@ def test_a_valid_class_expands_into_one_lab_per_student() -> None:
         ("[]", "", "class.students: the class has no students"),
         (
             "[alice]",
-            "hosts:\n  - {name: a, address: x}\n  - {name: b, address: x}\n",
-            "lab.yaml:16:15: hosts[1].address: 'x' is also hosts[0]",
+            "engine: lxd\nhosts:\n  - {name: a, remote: x}\n  - {name: b, remote: x}\n",
+            "lab.yaml:17:15: hosts[1].remote: 'x' is also hosts[0]",
         ),
     ],
 )
@@ -130,18 +132,18 @@ def test_select_students() -> None:
 
 
 class Daemons:
-    """One MemoryMultipass per MULTIPASS_SERVER_ADDRESS (None: the local daemon)."""
+    """One MemoryEngine per server (an LXD remote; None: the local one)."""
 
     def __init__(self, ips: dict[str, str] | None = None) -> None:
-        self.by_address: dict[str | None, MemoryMultipass] = {}
+        self.by_remote: dict[str | None, MemoryEngine] = {}
         self.ips = ips or {}
         self.lock = threading.Lock()
 
-    def __call__(self, address: str | None) -> Multipass:
+    def __call__(self, remote: str | None) -> MemoryEngine:
         with self.lock:
-            if address not in self.by_address:
-                self.by_address[address] = MemoryMultipass(ips=self.ips)
-        return self.by_address[address]  # type: ignore[return-value]
+            if remote not in self.by_remote:
+                self.by_remote[remote] = MemoryEngine(ips=self.ips)
+        return self.by_remote[remote]
 
 
 def class_context(tmp_path: Path, text: str, daemons: Daemons, **kwargs: object) -> ClassContext:
@@ -157,7 +159,7 @@ def class_context(tmp_path: Path, text: str, daemons: Daemons, **kwargs: object)
         probe_interval=0.05,
         host=lambda: HostResources(8, 64 * 1024**3, 500 * 1024**3, "/", 64 * 1024**3),
         can_sudo=lambda: False,
-        multipass_for=daemons,
+        engine_for=daemons,
         state_root=tmp_path / "state",
         status_agent=None,  # the daemons' VM addresses are not ours to connect to: exec only
         **kwargs,  # type: ignore[arg-type]
@@ -166,9 +168,10 @@ def class_context(tmp_path: Path, text: str, daemons: Daemons, **kwargs: object)
 
 def test_placement_follows_free_memory_and_is_stable(tmp_path: Path) -> None:
     hosts = """\
+engine: lxd
 hosts:
-  - {name: big, address: "10.0.0.1:50051", cpus: 32, memory: 30G}
-  - {name: small, address: "10.0.0.2:50051", cpus: 8, memory: 20G}
+  - {name: big, remote: lab1, cpus: 32, memory: 30G}
+  - {name: small, remote: lab2, cpus: 8, memory: 20G}
 """
     names = [f"s{i}" for i in range(8)]
     cctx = class_context(tmp_path, class_text(f"[{', '.join(names)}]", hosts), Daemons())
@@ -181,14 +184,15 @@ hosts:
 
 def test_lost_placements_are_found_again_on_the_daemons(tmp_path: Path) -> None:
     hosts = """\
+engine: lxd
 hosts:
-  - {name: big, address: "10.0.0.1:50051", cpus: 32, memory: 30G}
-  - {name: small, address: "10.0.0.2:50051", cpus: 8, memory: 20G}
+  - {name: big, remote: lab1, cpus: 32, memory: 30G}
+  - {name: small, remote: lab2, cpus: 8, memory: 20G}
 """
     daemons = Daemons()
     cctx = class_context(tmp_path, class_text("[s0, s0-x, s1]", hosts), daemons)
     # s0's VMs live on "small" although capacity would now put a new student on "big"
-    small = cast(MemoryMultipass, daemons("10.0.0.2:50051"))
+    small = cast(MemoryEngine, daemons("lab2"))
     for vm in cctx.lab.vms:
         name = cctx.lab.for_student("s0").instance_name(vm)
         small.vms[name] = MemoryVm(name, ipv4=["10.9.0.1"])
@@ -201,27 +205,20 @@ hosts:
 def test_class_status_is_one_listing_per_host_and_checks_run_in_parallel(tmp_path: Path) -> None:
     names = [f"s{i:02d}" for i in range(20)]  # 60 VMs
     hosts = """\
+engine: lxd
 hosts:
-  - {name: east, address: "10.0.0.1:50051"}
-  - {name: west, address: "10.0.0.2:50051"}
+  - {name: east, remote: lab1}
+  - {name: west, remote: lab2}
 """
     ips = {f"cls-{s}-lb": "N/A" for s in names}  # no LB address: no HTTP leaves the test
     daemons = Daemons(ips)
     cctx = class_context(tmp_path, class_text(f"[{', '.join(names)}]", hosts), daemons)
     placement = place(cctx, names, persist=True)
     for student, host in placement.items():
-        daemons(host.address)
-        mp = daemons.by_address[host.address]
+        daemons(host.remote)
+        mp = daemons.by_remote[host.remote]
         for vm in ("app1", "app2", "lb"):
-            mp.launch(
-                name=f"cls-{student}-{vm}",
-                image="24.04",
-                cpus=1,
-                memory="1G",
-                disk="5G",
-                cloud_init="",
-                timeout=60,
-            )
+            mp.launch(LaunchSpec(f"cls-{student}-{vm}", "24.04", 1, "1G", "5G", "", timeout=60))
     check = 0.4
 
     def slow_status(name: str, argv: list[str]) -> ExecResult | None:
@@ -230,7 +227,7 @@ hosts:
             return ExecResult(0, '{"cloud_init": {"status": "done"}}', "")
         return None
 
-    for mp in daemons.by_address.values():
+    for mp in daemons.by_remote.values():
         mp.exec_hook = slow_status
         mp.calls.clear()
     started = time.monotonic()
@@ -239,7 +236,7 @@ hosts:
     assert took < 60 * check / 4, took  # the sum would be 24 s; parallel is about one check
     assert [run.student for run in report.students] == names
     assert all(run.result is not None for run in report.students)
-    for mp in daemons.by_address.values():
+    for mp in daemons.by_remote.values():
         assert len(mp.calls_of("list")) == 1  # one listing for the 10 students on this host
         assert len([c for c in mp.calls_of("exec")]) == 30
     data = report.to_dict()
@@ -251,7 +248,7 @@ class PerIpLb:
     """Stand-ins for two students' nginx, each on its own loopback IP and the same port:
     round robin over the `server` lines labctl pushed to that LB VM."""
 
-    def __init__(self, targets: dict[str, tuple[MemoryMultipass, str]], port: int = 0) -> None:
+    def __init__(self, targets: dict[str, tuple[MemoryEngine, str]], port: int = 0) -> None:
         self.servers: list[ThreadingHTTPServer] = []
         self.port = port
         for ip, (mp, instance) in targets.items():
@@ -263,7 +260,7 @@ class PerIpLb:
             ).start()
 
     @staticmethod
-    def _handler(mp: MemoryMultipass, instance: str) -> type[BaseHTTPRequestHandler]:
+    def _handler(mp: MemoryEngine, instance: str) -> type[BaseHTTPRequestHandler]:
         counter = [0]
 
         class Handler(BaseHTTPRequestHandler):
@@ -300,8 +297,8 @@ def two_lbs() -> Iterator[tuple[Daemons, PerIpLb]]:
         "cls-bob-app2": "10.77.2.2",
     }
     daemons = Daemons(ips)
-    daemons("10.0.0.1:50051"), daemons("10.0.0.2:50051")
-    east, west = daemons.by_address["10.0.0.1:50051"], daemons.by_address["10.0.0.2:50051"]
+    daemons("lab1"), daemons("lab2")
+    east, west = daemons.by_remote["lab1"], daemons.by_remote["lab2"]
     lbs = PerIpLb({"127.0.0.21": (east, "cls-alice-lb"), "127.0.0.22": (west, "cls-bob-lb")})
     yield daemons, lbs
     lbs.close()
@@ -312,16 +309,17 @@ def test_each_students_hosts_entry_points_at_its_own_lb_on_its_own_daemon(
 ) -> None:
     daemons, lbs = two_lbs
     hosts = """\
+engine: lxd
 hosts:
-  - {name: east, address: "10.0.0.1:50051"}
-  - {name: west, address: "10.0.0.2:50051"}
+  - {name: east, remote: lab1}
+  - {name: west, remote: lab2}
 """
     cctx = class_context(tmp_path, class_text("[alice, bob]", hosts, port=lbs.port), daemons)
-    result = class_up(cctx, max_parallel=2)
+    result = class_up(replace(cctx, options=RunOptions(max_parallel=2)))
     assert result.ok, [
         (r.student, r.error, r.result and r.result.failures) for r in result.students
     ]
-    east, west = daemons.by_address["10.0.0.1:50051"], daemons.by_address["10.0.0.2:50051"]
+    east, west = daemons.by_remote["lab1"], daemons.by_remote["lab2"]
     assert sorted(east.vms) == ["cls-alice-app1", "cls-alice-app2", "cls-alice-lb"]
     assert sorted(west.vms) == ["cls-bob-app1", "cls-bob-app2", "cls-bob-lb"]
     text = (tmp_path / "hosts").read_text()
@@ -334,7 +332,7 @@ hosts:
 
 
 def test_hints_in_class_output_carry_the_student() -> None:
-    from labctl.cli.output import for_student
+    from labctl.cli.printers.wiring import for_student
 
     hint = "Run `labctl down` (or multipass delete --purge x) and `labctl up` again."
     assert for_student(hint, "s04") == (

@@ -1,4 +1,4 @@
-"""The CLI conventions of issue 12: -h, version/-V, global options after the command, readable
+"""The CLI conventions: -h, version/-V, global options after the command, readable
 metavars, --json documents, `labctl init`, and a plan that tells the whole story."""
 
 from __future__ import annotations
@@ -7,15 +7,19 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 import yaml
+from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from labctl import __version__
 from labctl.cli.main import app
-from labctl.cli.templates import TEMPLATES
+from labctl.cli.templates import Starter
 from labctl.config.load import load_lab
 from tests.fake_multipass.fixture import FakeMultipass
 
@@ -55,7 +59,7 @@ def run(fake_multipass: FakeMultipass, tmp_path: Path, monkeypatch: pytest.Monke
 def _commands() -> list[list[str]]:
     names = [
         "validate", "schema", "render", "plan", "up", "status", "down", "drill", "reset", "logs",
-        "shell", "exec", "doctor", "init", "version",
+        "shell", "exec", "doctor", "check", "init", "version",
     ]  # fmt: skip
     return [[n] for n in names] + [["snapshot", s] for s in ("save", "restore", "delete", "list")]
 
@@ -167,12 +171,12 @@ def test_plan_shows_each_stages_limit_and_the_baseline_cycle(run) -> None:
     text = run("plan", "--no-hosts").output
     assert re.search(r"launch hello-app1 .*\[at most 1 min\]", text)
     assert re.search(r"wait for cloud-init on hello-lb .*\[at most 1 min 30 s\]", text)
-    assert re.search(r"wait until http://hello.lab/ .*\[at most 1 s\]", text)
-    assert re.search(r"baseline snapshot .*stop every VM", text)
+    assert re.search(r"waiting for http://hello.lab/ .*\[at most 1 s\]", text)
+    assert re.search(r"stop hello-app1, hello-lb", text)
     assert "snapshot --name baseline --comment 'labctl lab hello' hello-app1" in text
     plan = json.loads(run("plan", "--json").output)
-    limits = {step["what"].split(" (")[0]: step["max_seconds"] for step in plan["steps"]}
-    assert limits["start every VM again"] == 60
+    limits = {step["what"]: step["max_seconds"] for step in plan["steps"]}
+    assert limits["start hello-app1, hello-lb"] == 60
     orders = [s["order"] for s in plan["steps"] if s["what"].startswith("snapshot ")]
     assert orders == sorted(set(orders))  # snapshots run one after the other
 
@@ -182,10 +186,14 @@ def test_plan_says_which_vms_take_their_baseline_early(run) -> None:
     plan = json.loads(run("plan", "--max-parallel", "1", "--json").output)
     [note] = [n for n in plan["notes"] if "wait for a slot" in n]
     assert "(likely app1)" in note
-    [stop] = [s for s in plan["steps"] if s["argv"] and s["argv"][1:2] == ["stop"]]
-    assert stop["argv"][2:] == ["hello-lb"] and "the VMs that lack it" in stop["what"]
+    stops = [s for s in plan["steps"] if s["argv"] and s["argv"][1:2] == ["stop"]]
+    # app1's cycle runs while lb waits for the slot; lb's after the lab first serves
+    assert [(s["argv"][2:], s["stage"]) for s in stops] == [
+        (["hello-app1"], "baseline"),
+        (["hello-lb"], "snapshot"),
+    ]
     steps = [s for s in plan["steps"] if s["argv"] and s["argv"][1:2] == ["snapshot"]]
-    assert [s["argv"][-1] for s in steps] == ["hello-lb"]
+    assert [s["argv"][-1] for s in steps] == ["hello-app1", "hello-lb"]
     firsts = [s for s in plan["steps"] if s["order"] == 1]
     assert [s["argv"][1] for s in firsts] == ["version", "list"]
     assert all(s["parallel"] for s in firsts)  # asked at once
@@ -198,7 +206,7 @@ def test_plan_without_baseline_says_so(run, tmp_path: Path) -> None:
     assert "note: no baseline snapshot: snapshots.baseline is false" in text
 
 
-@pytest.mark.parametrize("template", sorted(TEMPLATES))
+@pytest.mark.parametrize("template", [t.value for t in Starter])
 def test_init_writes_a_lab_that_validates_with_its_schema(run, tmp_path: Path, template) -> None:
     target = tmp_path / "new" / "lab.yaml"
     result = run("init", template, "-f", str(target))
@@ -211,7 +219,7 @@ def test_init_writes_a_lab_that_validates_with_its_schema(run, tmp_path: Path, t
     assert set(yaml.safe_load(text)) <= set(schema["properties"])
     validated = run("validate", "-f", str(target))
     assert validated.exit_code == 0 and ": ok — " in validated.output
-    assert load_lab(target).lab.is_class == (template == "class")
+    assert load_lab(target).lab.is_class == (template in ("class", "cluster"))
 
 
 def test_init_refuses_to_overwrite_without_force(run, tmp_path: Path) -> None:
@@ -243,3 +251,93 @@ def test_readme_walkthrough_shows_what_init_and_validate_print(run, tmp_path: Pa
         shown = block.split("\n", 1)[1].rstrip("\n")  # what the README says comes out
         assert shown == result.output.rstrip("\n"), command
     assert "make test" in walkthrough and "port 80" in walkthrough
+
+
+def _number_options() -> list[tuple[list[str], str, type, TyperOption]]:
+    def walk(command: Any, path: list[str]) -> Iterator[tuple[list[str], str, type, TyperOption]]:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+        for param in command.params:
+            if isinstance(param, TyperOption) and param.type_descriptor.annotation in (int, float):
+                yield path, param.opts[-1], param.type_descriptor.annotation, param
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+FLOAT_OPTIONS = [(path, opt) for path, opt, kind, _ in _number_options() if kind is float]
+
+
+def test_the_cli_has_float_options_to_check() -> None:
+    assert (["status"], "--interval") in FLOAT_OPTIONS  # the tests below check something
+
+
+@pytest.mark.parametrize(("path", "option"), FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "NaN", "1e400", "infinity"])
+def test_every_float_option_refuses_infinities_and_nan(
+    run, fake_multipass: FakeMultipass, path: list[str], option: str, value: str
+) -> None:
+    result = run(*path, option, value)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': " in result.output, result.output
+    assert "is not a number of" in result.output  # the option's own range, in its own words
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert fake_multipass.calls() == []
+
+
+def test_every_int_option_has_bounds_or_is_a_count() -> None:
+    unbounded = [
+        (path, opt)
+        for path, opt, kind, param in _number_options()
+        if kind is int and param.type_descriptor.parameter_info.max is None
+    ]
+    assert unbounded == [(["status"], "--count")]  # 0 = until Ctrl-C; a huge count is the same
+
+
+def test_columns_that_is_not_a_width_is_ignored() -> None:
+    # COLUMNS=abc made `labctl` itself crash at import with a ValueError traceback
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "abc"}
+    for columns in ("abc", "-5", "1e9", "99999"):
+        env["COLUMNS"] = columns
+        proc = subprocess.run(
+            [sys.executable, "-m", "labctl", "version"], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+LOADED = """
+import sys
+from labctl.cli.main import app
+try:
+    app(sys.argv[1:], prog_name="labctl")
+except SystemExit:
+    pass
+print(" ".join(sorted(name for name in sys.modules if name.startswith("labctl"))))
+"""
+
+
+def _loaded(*args: str) -> set[str]:
+    """The labctl modules a real `labctl ARGS` process has imported when it ends."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED, *args], capture_output=True, text=True, env=env, check=True
+    )
+    return set(proc.stdout.split("\n")[-2].split())
+
+
+def test_a_command_loads_only_what_it_needs() -> None:
+    version = _loaded("version")
+    assert "labctl.cli.commands.version" in version  # the command ran
+    assert not {m for m in version if m.startswith(("labctl.ops", "labctl.config"))}, version
+    assert not {m for m in version if m.startswith("labctl.cli.commands.")} - {
+        "labctl.cli.commands.version"
+    }
+    status = _loaded("status", "--help")
+    assert {"labctl.cli.commands.status", "labctl.ops.status"} <= status
+    assert not {
+        m for m in status if m.startswith(("labctl.ops.check", "labctl.cli.printers.grades"))
+    }
+    assert "labctl.cli.commands.check" not in status
+    listing = _loaded("--help")  # the root's help lists every command's summary: all of them
+    assert {
+        f"labctl.cli.commands.{m}" for m in ("check", "up", "snapshot", "exec_command")
+    } <= listing

@@ -157,7 +157,7 @@ lb:
         (MINIMAL + "waits: {serve: -5}\n", "waits.serve: duration must be between 1s and 7 days"),
         (
             MINIMAL + "image: 'ubuntu; rm -rf /'\n",
-            "image: 'ubuntu; rm -rf /' is not a Multipass image",
+            "image: 'ubuntu; rm -rf /' is not an image: a Multipass image",
         ),
         (MINIMAL + "aliases: [demo.lab]\n", "aliases[0]: 'demo.lab' is listed twice"),
         (MINIMAL.replace("name: demo", "name: " + "d" * 60), "is longer than 63 characters"),
@@ -232,3 +232,85 @@ def test_json_schema_describes_the_model() -> None:
     assert {"name", "domain", "vms"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
     assert "lb" in schema["properties"] and "app" in schema["properties"]
+
+
+# --- YAML 1.1 scalars: read as written or refused at their field ---------------------------------
+
+
+def test_keys_are_the_text_written_not_yaml_booleans_or_numbers() -> None:
+    # YAML 1.1 reads `yes`, `on` and `No` as booleans: every one of these keys was "True"/"False",
+    # two of them collapsed into one env variable.
+    lab = parse_lab(MINIMAL + 'app: {env: {yes: "1", on: "2", No: "3", null: "4"}}\n')
+    assert lab.app.env == {"yes": "1", "on": "2", "No": "3", "null": "4"}
+
+
+def test_every_refused_scalar_is_reported_once_with_its_field() -> None:
+    found = problems(
+        MINIMAL + "app: {port: 03000}\nlb: {port: 0x50}\nwaits: {serve: !!float soon}\n"
+        "defaults: {cpus: 1_0}\n"
+    )
+    assert found == [
+        "lab.yaml:8:7: app.port: 03000 is an octal number in YAML 1.1 (1536); quote it or write "
+        "it in decimal",
+        "lab.yaml:9:6: lb.port: 0x50 is a hexadecimal number in YAML 1.1 (80); quote it or write "
+        "it in decimal",
+        "lab.yaml:10:9: waits.serve: !!float 'soon': not a number",
+        "lab.yaml:11:12: defaults.cpus: 1_0 is a number with digit separators in YAML 1.1 (10); "
+        "quote it or write it in decimal",
+    ]
+
+
+def test_a_refused_scalar_behind_an_alias_is_reported_at_each_use_not_at_its_anchor() -> None:
+    # PyYAML leaves a failed node marked "being built": the second use said "recursive node"
+    found = problems(MINIMAL + "x-port: &p !!int eighty\napp: {port: *p}\nlb: {port: *p}\n")
+    assert found == [
+        "lab.yaml:9:7: app.port: !!int 'eighty': not a whole number",
+        "lab.yaml:10:6: lb.port: !!int 'eighty': not a whole number",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3000", None),
+        ("+3000", None),
+        ("'03000'", "expected a whole number, got '03000'"),  # quoted: text, refused as a port
+        ("-0b1", "-0b1 is a binary number in YAML 1.1 (-1)"),
+        ("!!int 0o17", "0o17 is a number not written in decimal in YAML 1.1 (15)"),
+        ("190:20:30", "190:20:30 is a base-60 number in YAML 1.1 (685230)"),
+        ("!!timestamp 2024-01-01", "expected a whole number, got 2024-01-01"),
+        ("2024-01-01 25:00:00", "is written like a date or time, but is not one"),
+    ],
+)
+def test_number_spellings(value: str, expected: str | None) -> None:
+    text = MINIMAL + f"app: {{port: {value}}}\n"
+    if expected is None:
+        assert parse_lab(text).app.port == 3000
+        return
+    (line,) = problems(text)
+    assert line.startswith("lab.yaml:8:7: app.port: ") and expected in line, line
+
+
+def test_sizes_and_durations_never_overflow() -> None:
+    # floats of these are infinite: int(inf) and float(huge int) raised past the validators
+    assert size_in_bytes("9" * 400 + ".5G") > 1024**5
+    assert size_in_bytes("1.5G") == 1024**3 + 1024**3 // 2
+    for huge in ("9" * 400 + "h", "9" * 400 + "m", 10**400, -(10**400), float("nan")):
+        with pytest.raises(ValueError, match="between 1s and 7 days"):
+            parse_duration(huge)
+
+
+def test_checks_budget_takes_a_hundred_default_checks_but_not_hours() -> None:
+    many = "".join(f"  - {{name: c{i}, http: {{}}}}\n" for i in range(100))
+    assert len(parse_lab(MINIMAL + "checks:\n" + many).checks) == 100  # 100 x 10 s
+    slow = "checks:\n  - {name: slow, http: {}, timeout: 10m, retry: 2, retry_interval: 1m}\n"
+    (line,) = problems(MINIMAL + slow)
+    assert line.startswith("lab.yaml:8:1: checks: the checks can take 32 min in all"), line
+
+
+@pytest.mark.parametrize(
+    "start", ["{script: ./server.js}", "{script: src/main.js}", "{serve: .}", "{serve: dist/}"]
+)
+def test_start_paths_that_name_what_they_should_are_accepted(start: str) -> None:
+    text = MINIMAL + f"app: {{source: {{git: https://example.com/a.git}}, start: {start}}}\n"
+    assert parse_lab(text).app.start is not None

@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from labctl.engine.base import ExecResult
 from labctl.errors import ConfigError
-from labctl.multipass.adapter import ExecResult
 from labctl.ops.drill import drill
 from labctl.ops.up import up
 from tests.lab_world import APP_IPS, World, healthy_vm_status

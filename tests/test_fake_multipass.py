@@ -1,4 +1,4 @@
-"""The fake multipass behaves like multipass 1.16.3 as documented in multipass.md.
+"""The fake multipass behaves like multipass 1.16.3 as docs/engines/multipass.md describes it.
 
 Every test runs the ``multipass`` wrapper as a real subprocess.
 """
@@ -528,8 +528,10 @@ def test_no_ip_and_exec_hang(fmp: FakeMultipass) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # 2 s, not less: a SIGTERM that lands before the fake has started (Python start-up on a
+    # machine busy with other tests) ends it unlogged, and the assertions below read its log
     with pytest.raises(subprocess.TimeoutExpired):
-        proc.wait(timeout=0.6)
+        proc.wait(timeout=2.0)
     proc.terminate()
     assert proc.wait(timeout=5) != 0
     hung = fmp.calls("exec")[-1]
@@ -552,7 +554,8 @@ def test_fail_after_calls(fmp: FakeMultipass) -> None:
 
 
 def test_cloud_init_latency_running_before_done(fmp: FakeMultipass) -> None:
-    fmp.configure(cloud_init_latency=1.0)
+    # Long enough that the checks below land inside it on a loaded machine (each is a process).
+    fmp.configure(cloud_init_latency=4.0)
     proc = subprocess.Popen(
         [str(fmp.executable), "launch", "-n", "web1"],
         env=fmp.environ(),
@@ -580,7 +583,6 @@ def test_cloud_init_latency_running_before_done(fmp: FakeMultipass) -> None:
 
 def test_concurrent_launches_overlap(fmp: FakeMultipass) -> None:
     fmp.configure(launch_latency=0.3, cloud_init_latency=0.2)
-    start = time.monotonic()
     procs = [
         subprocess.Popen(
             [str(fmp.executable), "launch", "-n", f"web{i}"],
@@ -590,8 +592,7 @@ def test_concurrent_launches_overlap(fmp: FakeMultipass) -> None:
         for i in (1, 2, 3)
     ]
     assert [p.wait(timeout=10) for p in procs] == [0, 0, 0]
-    assert fmp.max_concurrent("launch") >= 2
-    assert time.monotonic() - start < 1.4  # three 0.5 s launches did not run one after another
+    assert fmp.max_concurrent("launch") >= 2  # they ran side by side, not one after another
     ips = sorted(i["ipv4"][0] for i in list_json(fmp).values())
     assert ips == ["127.80.0.1", "127.80.0.2", "127.80.0.3"]
 

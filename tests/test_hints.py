@@ -1,4 +1,4 @@
-"""Hints that are true, and URLs that are exact (issue 12), end to end through the CLI against the
+"""Hints that are true, and URLs that are exact, end to end through the CLI against the
 subprocess fake multipass (plain backend: `up` stops at serve, see tests/test_faults.py)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.cli.output import print_up
+from labctl.cli.commands.up import print_up
 from labctl.ops.bringup import VmOutcome
 from labctl.ops.failures import StageFailure
 from labctl.ops.up import UpResult
@@ -32,7 +32,7 @@ def test_ssh_timeout_says_at_once_that_a_rebuild_is_the_way_on(world: World) -> 
     assert result.exit_code == 1
     assert "timed out (SSH never came up" in one_line(result.output, "✗ launch [app2]:")
     assert (
-        "hello-app2 is in state Unknown (SSH never answered): `labctl reset app2 --rebuild`"
+        "hello-app2 is in state Unknown (it never came up): `labctl reset app2 --rebuild`"
         in result.output
     )
     assert_up_stopped_line(result.output, up_continues=False)
@@ -92,11 +92,11 @@ def test_urls_carry_the_lb_port_when_it_is_not_80(world: World) -> None:
     assert "serve [lb]: http://hello.lab:8080/: not ready after 1s" in result.output
     assert "http://hello.lab/" not in result.output
     plan = world.run("plan")
-    assert "wait until http://hello.lab:8080/ answers 200" in plan.output
+    assert "waiting for http://hello.lab:8080/ to answer" in plan.output
     status = world.run("status")
     assert "domain: http://hello.lab:8080/ is not serving" in status.output
     world.lab.write_text(LAB)
-    assert "wait until http://hello.lab/ answers" in world.run("plan").output
+    assert "waiting for http://hello.lab/ to answer" in world.run("plan").output
 
 
 def test_up_summary_never_counts_a_vm_without_an_ip_and_names_the_url(capsys) -> None:

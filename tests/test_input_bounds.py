@@ -1,5 +1,6 @@
-"""Issue 11: files labctl reads are bounded (FIFO, devices, oversized: exit 2 at once), the
-`source: path` walk decides what leaves the host, and names the machine already uses are refused.
+"""Hostile and mistaken input (docs/security.md): files labctl reads are bounded (FIFO, devices,
+oversized: exit 2 at once), the `source: path` walk decides what leaves the host, and names the
+machine already uses are refused.
 
 The hang tests run labctl as a subprocess with a generous timeout: they check "did not hang",
 never a speed (speed is measured in bench/).
@@ -21,6 +22,7 @@ from labctl.config.load import load_lab, parse_lab
 from labctl.config.names import HostFacts
 from labctl.config.sources import MAX_SOURCE_BYTES, walk_source
 from labctl.host.resources import HostResources
+from labctl.ops.context import RunOptions
 from labctl.ops.validation import check_lab
 
 LAB = "name: demo\ndomain: demo.lab\nvms:\n  - {name: app1, roles: [app]}\n  - {name: lb, roles: [lb]}\n"
@@ -182,7 +184,7 @@ def test_names_in_the_hosts_file_outside_labctl_and_the_hostname_are_refused(
         f"{path}:3:11: aliases[0]: 'mybox' is this machine's own name (mybox); a hosts entry would "
         "point it at a lab VM",
     ]
-    assert check_lab(load_lab(path), facts=facts, manage_hosts=False).problems == []
+    assert check_lab(load_lab(path), facts=facts, options=RunOptions(no_hosts=True)).problems == []
 
 
 def test_hosts_file_block_of_labctl_is_not_a_system_name(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""LPT: VMs take launch slots heaviest first (issue 14), ties in lab order."""
+"""LPT: VMs take launch slots heaviest first, ties in lab order."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from labctl.config.load import LabFile, parse_lab
 from labctl.ops.bringup import bring_up_vms
+from labctl.ops.context import RunOptions
 from labctl.ops.launch_order import LaunchOrder, expected_weight, lpt_order
 from tests.lab_world import lab_text
 
@@ -38,8 +39,12 @@ def test_up_launches_in_lpt_order_with_one_slot(make_world) -> None:
     text = text.replace("  - {name: lb, roles: [lb]}\nlb:", "lb:")
     lab = parse_lab(text)
     assert [vm.name for vm in lab.vms] == ["lb", "app1", "app2", "app3"]
-    ctx = replace(world.ctx, lab_file=LabFile(lab, world.ctx.lab_file.path, "0" * 64))
-    outcomes, failures = bring_up_vms(ctx, lab.vms, {}, max_parallel=1)
+    ctx = replace(
+        world.ctx,
+        lab_file=LabFile(lab, world.ctx.lab_file.path, "0" * 64),
+        options=RunOptions(max_parallel=1),
+    )
+    outcomes, failures = bring_up_vms(ctx, lab.vms, {})
     assert not failures and [o.vm for o in outcomes] == ["lb", "app1", "app2", "app3"]
     launches = [c[1] for c in world.mp.calls_of("launch")]
     assert launches == ["hello-app1", "hello-app2", "hello-app3", "hello-lb"]

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from labctl.config.load import LabFile, parse_lab
-from labctl.errors import ConfigError, LabBusyError, MultipassError
+from labctl.engine.multipass.errors import MultipassError
+from labctl.errors import ConfigError, LabBusyError
 from labctl.host.resources import HostResources
 from labctl.ops.doctor import PreflightError
 from labctl.ops.reset import reset
@@ -24,7 +25,7 @@ from labctl.ops.snapshot import (
     save,
 )
 from labctl.ops.up import UpInterruptedError, up
-from tests.lab_world import World, lab_text
+from tests.lab_world import World, lab_text, with_options
 from tests.test_drill import wire_backends
 
 BIG_HOST = HostResources(
@@ -349,11 +350,11 @@ def test_up_refuses_before_launching_what_cannot_fit_unless_forced(make_world) -
     )
     assert "--force" in (err.value.hint or "")
     assert world.mp.calls_of("launch") == []
-    assert up(world.ctx, force=True).ok
+    assert up(with_options(world.ctx, force=True)).ok
 
 
 def test_up_refuses_disks_larger_than_the_free_disk_unless_forced(make_world) -> None:
-    """Issue 11: 4 VMs of 5G on 15 GiB free is refused (it used to pass above a 3 GiB/VM floor)."""
+    """Mistaken input: 4 VMs of 5G on 15 GiB free is refused (it used to pass above a 3 GiB/VM floor)."""
     world = make(make_world, baseline=False)
     world.ctx.host = lambda: HostResources(64, 512 * 1024**3, 15 * 1024**3, "/var/snap/multipass")
     with pytest.raises(PreflightError) as err:
@@ -363,7 +364,7 @@ def test_up_refuses_disks_larger_than_the_free_disk_unless_forced(make_world) ->
         in err.value.message
     )
     assert world.mp.calls_of("launch") == []
-    assert up(world.ctx, force=True).ok
+    assert up(with_options(world.ctx, force=True)).ok
 
 
 def test_up_refuses_a_domain_another_lab_claims(make_world) -> None:
@@ -431,12 +432,12 @@ def test_ctrl_c_mid_launch_says_what_exists_and_a_rerun_converges(make_world) ->
 
     world.mp.launch_hook = interrupt
     with pytest.raises(UpInterruptedError) as err:
-        up(world.ctx, max_parallel=1)
+        up(with_options(world.ctx, max_parallel=1))
     assert err.value.exit_code == 130
     [launched] = [c[1] for c in world.mp.calls_of("launch")]  # nothing more was launched
     assert f"{launched} (Starting)" in err.value.message and "not launched:" in err.value.message
     world.mp.launch_hook = None
-    result = up(world.ctx, max_parallel=1)
+    result = up(with_options(world.ctx, max_parallel=1))
     assert result.ok, result.failures
     launches = [c[1] for c in world.mp.calls_of("launch")]
     assert sorted(launches) == sorted(set(launches)) and len(world.mp.vms) == 4

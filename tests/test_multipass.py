@@ -1,7 +1,8 @@
-"""labctl.multipass.adapter: pure parsers on recorded output, and the adapter with an injected runner."""
+"""The Multipass engine: pure parsers on recorded output, and the adapter with an injected runner."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -10,30 +11,26 @@ from typing import Any
 
 import pytest
 
-from labctl.errors import (
-    DaemonUnreachableError,
-    LaunchTimeoutError,
-    MultipassError,
-    MultipassNotFoundError,
-)
-from labctl.multipass.adapter import (
-    LAUNCH_GRACE,
-    OPERATION_TIMEOUT,
-    ExecResult,
-    Instance,
-    InstanceExistsError,
-    InstanceNotFoundError,
-    Multipass,
-    Snapshot,
-    SnapshotsUnsupportedError,
+from labctl.engine.base import OPERATION_TIMEOUT, ExecResult, Instance, LaunchSpec, Snapshot, State
+from labctl.engine.multipass.adapter import LAUNCH_GRACE, MultipassEngine
+from labctl.engine.multipass.errors import MultipassError, classify_failure
+from labctl.engine.multipass.parse import (
     VersionInfo,
-    classify_failure,
     launched_name,
     parse_info,
     parse_list,
     parse_snapshots,
     parse_version,
     strip_spinner,
+)
+from labctl.errors import (
+    CommandTimeoutError,
+    DaemonUnreachableError,
+    EngineNotFoundError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    LaunchTimeoutError,
+    SnapshotsUnsupportedError,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "multipass"
@@ -66,12 +63,18 @@ def run(mocker: Any) -> Any:
 
 
 @pytest.fixture
-def mp(run: Any) -> Multipass:
-    return Multipass(run=run, query_timeout=30.0)
+def mp(run: Any) -> MultipassEngine:
+    return MultipassEngine(run=run, query_timeout=30.0)
 
 
 def argv_of(run: Any, call: int = -1) -> list[str]:
     return list(run.call_args_list[call].args[0])
+
+
+def spec(**fields: Any) -> LaunchSpec:
+    values: dict[str, Any] = {"user_data": "{}"}
+    values.update(fields)
+    return LaunchSpec(**values)
 
 
 def kwargs_of(run: Any, call: int = -1) -> dict[str, Any]:
@@ -84,8 +87,8 @@ def kwargs_of(run: Any, call: int = -1) -> dict[str, Any]:
 def test_parse_list_recorded_fixture_types() -> None:
     instances = parse_list(fixture("list.json"))
     assert instances == [
-        Instance("bogus-instance", "Running", ("10.21.124.56",), "Ubuntu 16.04 LTS"),
-        Instance("bombastic", "Stopped", (), "Ubuntu 18.04 LTS"),
+        Instance("bogus-instance", State.RUNNING, "Running", ("10.21.124.56",)),
+        Instance("bombastic", State.STOPPED, "Stopped", ()),
     ]
     assert isinstance(instances[0].ipv4, tuple)
     assert instances[0].ip == "10.21.124.56"
@@ -98,19 +101,41 @@ def test_parse_list_empty_is_empty() -> None:
 
 def test_parse_list_na_ip_and_deleted_instances() -> None:
     by_name = {i.name: i for i in parse_list(fixture("list-na-deleted.json"))}
-    assert by_name["web1"].state == "Running"
+    assert by_name["web1"].state is State.RUNNING
     assert by_name["web1"].ipv4 == ("N/A",)
     assert by_name["web1"].ip is None
-    assert by_name["lb"].ip == "192.168.64.5"  # ipv4[0], not the docker bridge (§7.2)
-    assert by_name["old-web"].state == "Deleted"
+    assert by_name["lb"].ip == "192.168.64.5"  # ipv4[0], not the docker bridge
+    assert by_name["old-web"].state is State.DELETED
 
 
 def test_parse_list_tolerates_1_17_dev_shape() -> None:
     instances = parse_list(fixture("list-1.17-dev.json"))
-    assert [(i.name, i.state, i.ip, i.release) for i in instances] == [
-        ("web1", "Running", "10.21.124.56", "Ubuntu 24.04 LTS"),
-        ("db1", "Unavailable", None, "Debian 12"),
+    assert [(i.name, i.state, i.shown_state, i.ip) for i in instances] == [
+        ("web1", State.RUNNING, "Running", "10.21.124.56"),
+        ("db1", State.BROKEN, "Unavailable", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [
+        ("Running", State.RUNNING),
+        ("Delayed Shutdown", State.RUNNING),
+        ("Starting", State.STARTING),
+        ("Restarting", State.STARTING),
+        ("Suspending", State.STARTING),
+        ("Stopped", State.STOPPED),
+        ("Suspended", State.STOPPED),
+        ("Deleted", State.DELETED),
+        ("Unknown", State.BROKEN),
+        ("Unavailable", State.BROKEN),
+        ("Hibernating", State.STARTING),  # a word a newer Multipass may add: wait on it
+    ],
+)
+def test_multipass_states_map_to_labctl_states(word: str, state: State) -> None:
+    text = json.dumps({"list": [{"name": "a", "state": word, "ipv4": []}]})
+    [instance] = parse_list(text)
+    assert (instance.state, instance.shown_state) == (state, word)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +177,7 @@ def test_parse_list_long_output_excerpt_is_short() -> None:
     ],
 )
 def test_instance_ip_is_first_real_ipv4(ipv4: tuple[str, ...], ip: str | None) -> None:
-    assert Instance("a", "Running", ipv4, "").ip == ip
+    assert Instance("a", State.RUNNING, "Running", ipv4).ip == ip
 
 
 # --- parse_info / parse_version / parse_snapshots ---------------------------------------------
@@ -162,7 +187,7 @@ def test_parse_info_recorded_fixture() -> None:
     info = parse_info(fixture("info.json"))
     assert set(info) == {"bogus-instance", "bombastic"}
     running = info["bogus-instance"]
-    assert running["cpu_count"] == "4"  # strings and integers as printed (§3)
+    assert running["cpu_count"] == "4"  # strings and integers as printed
     assert running["memory"]["total"] == 1610612736
     assert running["ipv4"] == ["10.21.124.56"]
     assert info["bombastic"]["state"] == "Stopped"
@@ -222,11 +247,10 @@ def test_parse_version_bad_output_raises(text: str) -> None:
 
 def test_parse_snapshots_recorded_fixture() -> None:
     assert parse_snapshots(fixture("list-snapshots.json")) == [
-        Snapshot("hale-roller", "pristine", "", "A first snapshot"),
+        Snapshot("hale-roller", "pristine", "A first snapshot"),
         Snapshot(
             "hale-roller",
             "rocking",
-            "pristine",
             "A very long comment that should be truncated by the table formatter",
         ),
     ]
@@ -277,7 +301,7 @@ def test_launched_name_absent() -> None:
 # --- adapter: argv, kwargs ---------------------------------------------------------------------
 
 
-def test_run_kwargs_capture_text_devnull_env_no_shell(run: Any, mp: Multipass) -> None:
+def test_run_kwargs_capture_text_devnull_env_no_shell(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("list.json"))
     mp.list()
     kwargs = kwargs_of(run)
@@ -292,7 +316,7 @@ def test_run_kwargs_capture_text_devnull_env_no_shell(run: Any, mp: Multipass) -
 
 
 def test_env_extra_vars_merged_over_os_environ(run: Any) -> None:
-    mp = Multipass(run=run, env={"MULTIPASS_SERVER_ADDRESS": "localhost:50051"})
+    mp = MultipassEngine(run=run, env={"MULTIPASS_SERVER_ADDRESS": "localhost:50051"})
     run.return_value = done(fixture("list-empty.json"))
     mp.list()
     env = kwargs_of(run)["env"]
@@ -303,107 +327,110 @@ def test_env_extra_vars_merged_over_os_environ(run: Any) -> None:
 def test_executable_from_env_var(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABCTL_MULTIPASS", "/opt/mp/bin/multipass")
     run.return_value = done(fixture("list-empty.json"))
-    Multipass(run=run).list()
+    MultipassEngine(run=run).list()
     assert argv_of(run)[0] == "/opt/mp/bin/multipass"
 
 
 def test_explicit_executable_beats_env_var(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABCTL_MULTIPASS", "/opt/mp/bin/multipass")
-    assert Multipass("/usr/local/bin/multipass", run=run).executable == "/usr/local/bin/multipass"
-    assert Multipass(run=run).executable == "/opt/mp/bin/multipass"
+    assert (
+        MultipassEngine("/usr/local/bin/multipass", run=run).executable
+        == "/usr/local/bin/multipass"
+    )
+    assert MultipassEngine(run=run).executable == "/opt/mp/bin/multipass"
 
 
 def test_executable_defaults_to_path_lookup(run: Any) -> None:
-    assert Multipass(run=run).executable == "multipass"
+    assert MultipassEngine(run=run).executable == "multipass"
 
 
-def test_version_argv_and_daemon_down(run: Any, mp: Multipass) -> None:
+def test_version_argv_and_daemon_down(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("version-no-daemon.json"))
     assert mp.version() == VersionInfo(client="1.16.3", daemon=None)
     assert argv_of(run) == [MP, "version", "--format", "json"]
 
 
-def test_info_argv(run: Any, mp: Multipass) -> None:
+def test_info_argv(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("info.json"))
     assert "bombastic" in mp.info(["bogus-instance", "bombastic"])
     assert argv_of(run) == [MP, "info", "--format", "json", "bogus-instance", "bombastic"]
     assert kwargs_of(run)["timeout"] == 30.0
 
 
-def test_get_is_raw_and_stripped(run: Any, mp: Multipass) -> None:
+def test_get_is_raw_and_stripped(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("qemu\n")
     assert mp.get("local.driver") == "qemu"
     assert argv_of(run) == [MP, "get", "--raw", "local.driver"]
     assert kwargs_of(run)["timeout"] == 30.0
 
 
-def test_get_unknown_key_raises(run: Any, mp: Multipass) -> None:
+def test_get_unknown_key_raises(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(stderr="Unrecognized settings key: 'local.nope'\n", returncode=1)
     with pytest.raises(MultipassError):
         mp.get("local.nope")
 
 
-def test_list_snapshots_argv(run: Any, mp: Multipass) -> None:
+def test_list_snapshots_argv(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("list-snapshots.json"))
     assert len(mp.list_snapshots()) == 2
     assert argv_of(run) == [MP, "list", "--snapshots", "--format", "json"]
 
 
-def test_launch_argv_is_exact(mp: Multipass) -> None:
-    argv = mp.launch_argv(name="web1", image="24.04", cpus=2, memory="2G", disk="10G", timeout=600)
+def test_launch_argv_is_exact(mp: MultipassEngine) -> None:
+    argv = mp.launch_argv(
+        spec(name="web1", image="24.04", cpus=2, memory="2G", disk="10G", timeout=600)
+    )
     assert argv == [
         MP, "launch", "--name", "web1", "--cpus", "2", "--memory", "2G", "--disk", "10G",
         "--timeout", "600", "--cloud-init", "-", "24.04",
     ]  # fmt: skip
 
 
-def test_launch_timeout_rounds_up_to_whole_seconds(mp: Multipass) -> None:
-    argv = mp.launch_argv(name="a", image="lts", cpus=1, memory="1G", disk="5G", timeout=90.2)
+def test_launch_timeout_rounds_up_to_whole_seconds(mp: MultipassEngine) -> None:
+    argv = mp.launch_argv(spec(name="a", image="lts", cpus=1, memory="1G", disk="5G", timeout=90.2))
     assert argv[argv.index("--timeout") + 1] == "91"
 
 
-def test_launch_sends_cloud_init_on_stdin(run: Any, mp: Multipass) -> None:
+def test_launch_sends_cloud_init_on_stdin(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("launch-stdout-with-spinner.txt"))
     user_data = "#cloud-config\npackages: [nginx]\n"
-    mp.launch(
-        name="web1", image="24.04", cpus=2, memory="2G", disk="10G", cloud_init=user_data,
-        timeout=600,
-    )  # fmt: skip
+    mp.launch(spec(name="web1", image="24.04", cpus=2, memory="2G", disk="10G", user_data=user_data,
+        timeout=600,))  # fmt: skip
     kwargs = kwargs_of(run)
     assert argv_of(run) == mp.launch_argv(
-        name="web1", image="24.04", cpus=2, memory="2G", disk="10G", timeout=600
+        spec(name="web1", image="24.04", cpus=2, memory="2G", disk="10G", timeout=600)
     )
     assert kwargs["input"] == user_data
     assert "stdin" not in kwargs
     assert kwargs["timeout"] == 600 + LAUNCH_GRACE  # the client's own timer fires first
 
 
-def test_launch_without_launched_line_raises(run: Any, mp: Multipass) -> None:
+def test_launch_without_launched_line_raises(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(fixture("launch-stdout-no-launched.txt"))
     with pytest.raises(MultipassError, match="did not report `Launched: web1`"):
         mp.launch(
-            name="web1", image="lts", cpus=1, memory="1G", disk="5G", cloud_init="{}", timeout=60
+            spec(
+                name="web1", image="lts", cpus=1, memory="1G", disk="5G", user_data="{}", timeout=60
+            )
         )
 
 
 def test_launch_never_logs_cloud_init(
-    run: Any, mp: Multipass, caplog: pytest.LogCaptureFixture
+    run: Any, mp: MultipassEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="labctl.multipass.adapter")
+    caplog.set_level(logging.DEBUG, logger="labctl.engine.multipass.adapter")
     run.return_value = done("Launched: web1\n")
-    mp.launch(
-        name="web1", image="lts", cpus=1, memory="1G", disk="5G",
-        cloud_init="password: hunter2-secret", timeout=60,
-    )  # fmt: skip
+    mp.launch(spec(name="web1", image="lts", cpus=1, memory="1G", disk="5G",
+        user_data="password: hunter2-secret", timeout=60,))  # fmt: skip
     assert "multipass launch --name web1" in caplog.text
     assert "hunter2-secret" not in caplog.text
 
 
-def test_exec_argv_has_double_dash(mp: Multipass) -> None:
+def test_exec_argv_has_double_dash(mp: MultipassEngine) -> None:
     assert mp.exec_argv("web1", ["ls", "-la"]) == [MP, "exec", "web1", "--", "ls", "-la"]
 
 
-def test_exec_returns_remote_code_without_raising(run: Any, mp: Multipass) -> None:
+def test_exec_returns_remote_code_without_raising(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("out", "err", 33)
     result = mp.exec("web1", ["sh", "-c", "exit 33"], timeout=12)
     assert result == ExecResult(33, "out", "err")
@@ -413,16 +440,16 @@ def test_exec_returns_remote_code_without_raising(run: Any, mp: Multipass) -> No
 
 
 def test_exec_stdin_goes_to_input_and_is_not_logged(
-    run: Any, mp: Multipass, caplog: pytest.LogCaptureFixture
+    run: Any, mp: MultipassEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="labctl.multipass.adapter")
+    caplog.set_level(logging.DEBUG, logger="labctl.engine.multipass.adapter")
     mp.exec("web1", ["tee", "/etc/app.env"], stdin="TOKEN=s3cr3t", timeout=5)
     assert kwargs_of(run)["input"] == "TOKEN=s3cr3t"
     assert "stdin" not in kwargs_of(run)
     assert "s3cr3t" not in caplog.text
 
 
-def test_exec_check_remote_failure_raises_with_tail(run: Any, mp: Multipass) -> None:
+def test_exec_check_remote_failure_raises_with_tail(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", "curl: (7) Failed to connect\n", 7)
     with pytest.raises(MultipassError) as err:
         mp.exec("web1", ["curl", "-f", "localhost"], timeout=5, check=True)
@@ -432,7 +459,7 @@ def test_exec_check_remote_failure_raises_with_tail(run: Any, mp: Multipass) -> 
     assert err.value.stderr == "curl: (7) Failed to connect"
 
 
-def test_exec_check_multipass_own_error_is_classified(run: Any, mp: Multipass) -> None:
+def test_exec_check_multipass_own_error_is_classified(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", stderr_fixture("exec-deleted.txt"), 2)
     with pytest.raises(MultipassError) as err:
         mp.exec("web1", ["true"], timeout=5, check=True)
@@ -440,31 +467,31 @@ def test_exec_check_multipass_own_error_is_classified(run: Any, mp: Multipass) -
     assert "multipass recover" in str(err.value)
 
 
-def test_exec_check_daemon_down(run: Any, mp: Multipass) -> None:
+def test_exec_check_daemon_down(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", "exec failed: cannot connect to the multipass socket\n", 2)
     with pytest.raises(DaemonUnreachableError):
         mp.exec("web1", ["true"], timeout=5, check=True)
 
 
-def test_exec_own_errors_raise_even_without_check(run: Any, mp: Multipass) -> None:
+def test_exec_own_errors_raise_even_without_check(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", stderr_fixture("exec-deleted.txt"), 2)
     with pytest.raises(MultipassError, match='instance "web1" is deleted'):
         mp.exec("web1", ["cloud-init", "status", "--wait"], timeout=5)
 
 
-def test_exec_remote_exit_2_is_a_result_not_an_error(run: Any, mp: Multipass) -> None:
+def test_exec_remote_exit_2_is_a_result_not_an_error(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("status: degraded done\n", "", 2)  # cloud-init's recoverable error
     result = mp.exec("web1", ["cloud-init", "status", "--wait"], timeout=5)
     assert (result.returncode, result.stdout) == (2, "status: degraded done\n")
 
 
-def test_start_several_names_with_timeout(run: Any, mp: Multipass) -> None:
+def test_start_several_names_with_timeout(run: Any, mp: MultipassEngine) -> None:
     mp.start(["web1", "web2"], timeout=120)
     assert argv_of(run) == [MP, "start", "--timeout", "120", "web1", "web2"]
     assert kwargs_of(run)["timeout"] == 120 + LAUNCH_GRACE
 
 
-def test_stop_several_names(run: Any, mp: Multipass) -> None:
+def test_stop_several_names(run: Any, mp: MultipassEngine) -> None:
     mp.stop(["web1", "web2"], timeout=90)
     assert argv_of(run) == [MP, "stop", "web1", "web2"]
     assert kwargs_of(run)["timeout"] == 90
@@ -472,60 +499,58 @@ def test_stop_several_names(run: Any, mp: Multipass) -> None:
     assert argv_of(run) == [MP, "stop", "--force", "web1"]
 
 
-def test_delete_purges_by_default(run: Any, mp: Multipass) -> None:
+def test_delete_purges(run: Any, mp: MultipassEngine) -> None:
     mp.delete(["web1", "web2"])
     assert argv_of(run) == [MP, "delete", "--purge", "web1", "web2"]
     assert kwargs_of(run)["timeout"] == OPERATION_TIMEOUT
-    mp.delete(["web1"], purge=False)
-    assert argv_of(run) == [MP, "delete", "web1"]
 
 
 @pytest.mark.parametrize("method", ["start", "stop", "delete", "recover"])
-def test_no_names_never_reaches_multipass(run: Any, mp: Multipass, method: str) -> None:
-    # Without names these act on the "primary" instance; start would even launch it (§2.6).
+def test_no_names_never_reaches_multipass(run: Any, mp: MultipassEngine, method: str) -> None:
+    # Without names these act on the "primary" instance; start would even launch it.
     kwargs: dict[str, Any] = {"timeout": 5} if method in ("start", "stop") else {}
     getattr(mp, method)([], **kwargs)
     run.assert_not_called()
 
 
-def test_delete_already_gone_is_quiet(run: Any, mp: Multipass) -> None:
+def test_delete_already_gone_is_quiet(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", stderr_fixture("delete-does-not-exist.txt"), 2)
     mp.delete(["web2"])
     assert run.call_count == 1
 
 
-def test_delete_retries_without_the_missing_names(mp: Multipass, run: Any) -> None:
+def test_delete_retries_without_the_missing_names(mp: MultipassEngine, run: Any) -> None:
     run.side_effect = [done("", stderr_fixture("delete-does-not-exist.txt"), 2), done()]
     mp.delete(["web1", "web2", "lb"])
     assert argv_of(run, 0) == [MP, "delete", "--purge", "web1", "web2", "lb"]
     assert argv_of(run, 1) == [MP, "delete", "--purge", "web1", "lb"]
 
 
-def test_delete_falls_back_to_one_by_one(mp: Multipass, run: Any) -> None:
+def test_delete_falls_back_to_one_by_one(mp: MultipassEngine, run: Any) -> None:
     gone = 'delete failed: The following errors occurred:\ninstance "zz" does not exist\n'
     run.side_effect = [done("", gone, 2), done("", gone, 2), done()]
     mp.delete(["a", "b"])
     assert [argv_of(run, i)[3:] for i in range(3)] == [["a", "b"], ["a"], ["b"]]
 
 
-def test_delete_other_failures_still_raise(run: Any, mp: Multipass) -> None:
+def test_delete_other_failures_still_raise(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", "delete failed: something broke\n", 2)
     with pytest.raises(MultipassError, match="something broke"):
         mp.delete(["web1"])
 
 
-def test_stop_missing_instance_raises(run: Any, mp: Multipass) -> None:
+def test_stop_missing_instance_raises(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done("", stderr_fixture("stop-does-not-exist.txt"), 2)
     with pytest.raises(InstanceNotFoundError, match='instance "web1" does not exist'):
         mp.stop(["web1"], timeout=5)
 
 
-def test_recover_argv(run: Any, mp: Multipass) -> None:
+def test_recover_argv(run: Any, mp: MultipassEngine) -> None:
     mp.recover(["web1", "web2"])
     assert argv_of(run) == [MP, "recover", "web1", "web2"]
 
 
-def test_snapshot_argv(run: Any, mp: Multipass) -> None:
+def test_snapshot_argv(run: Any, mp: MultipassEngine) -> None:
     mp.snapshot("web1", "base", comment="after up")
     assert argv_of(run) == [MP, "snapshot", "--name", "base", "--comment", "after up", "web1"]
     mp.snapshot("web1", "base")
@@ -533,26 +558,26 @@ def test_snapshot_argv(run: Any, mp: Multipass) -> None:
     assert kwargs_of(run)["timeout"] == OPERATION_TIMEOUT
 
 
-def test_restore_is_destructive(run: Any, mp: Multipass) -> None:
+def test_restore_is_destructive(run: Any, mp: MultipassEngine) -> None:
     mp.restore("web1", "base")
     assert argv_of(run) == [MP, "restore", "--destructive", "web1.base"]
 
 
-def test_delete_snapshot_purges(run: Any, mp: Multipass) -> None:
+def test_delete_snapshot_purges(run: Any, mp: MultipassEngine) -> None:
     mp.delete_snapshot("web1", "base")
     assert argv_of(run) == [MP, "delete", "--purge", "web1.base"]
 
 
-def test_interactive_inherits_terminal(run: Any, mp: Multipass) -> None:
+def test_interactive_inherits_terminal(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(returncode=130)
-    assert mp.interactive(["shell", "web1"]) == 130
+    assert mp.interactive("web1") == 130
     assert argv_of(run) == [MP, "shell", "web1"]
     kwargs = kwargs_of(run)
     for key in ("capture_output", "stdout", "stderr", "stdin", "input", "timeout", "shell"):
         assert key not in kwargs
 
 
-def test_no_call_uses_a_shell(mp: Multipass, run: Any) -> None:
+def test_no_call_uses_a_shell(mp: MultipassEngine, run: Any) -> None:
     outputs = {
         "version": fixture("version.json"),
         "list": fixture("list.json"),
@@ -564,7 +589,7 @@ def test_no_call_uses_a_shell(mp: Multipass, run: Any) -> None:
     mp.list()
     mp.info(["a"])
     mp.list_snapshots()
-    mp.launch(name="a", image="lts", cpus=1, memory="1G", disk="5G", cloud_init="", timeout=9)
+    mp.launch(spec(name="a", image="lts", cpus=1, memory="1G", disk="5G", user_data="", timeout=9))
     mp.exec("a", ["true"], timeout=1)
     mp.start(["a"], timeout=1)
     mp.stop(["a"], timeout=1)
@@ -573,7 +598,7 @@ def test_no_call_uses_a_shell(mp: Multipass, run: Any) -> None:
     mp.snapshot("a", "s")
     mp.restore("a", "s")
     mp.delete_snapshot("a", "s")
-    mp.interactive(["shell", "a"])
+    mp.interactive("a")
     assert run.call_count == 14
     for call in run.call_args_list:
         assert isinstance(call.args[0], list)
@@ -584,9 +609,9 @@ def test_no_call_uses_a_shell(mp: Multipass, run: Any) -> None:
 
 
 @pytest.mark.parametrize("exc", [FileNotFoundError(2, "No such file"), PermissionError(13, "No")])
-def test_missing_executable_gives_install_hint(run: Any, mp: Multipass, exc: OSError) -> None:
+def test_missing_executable_gives_install_hint(run: Any, mp: MultipassEngine, exc: OSError) -> None:
     run.side_effect = exc
-    with pytest.raises(MultipassNotFoundError) as err:
+    with pytest.raises(EngineNotFoundError) as err:
         mp.list()
     text = str(err.value)
     assert "cannot run multipass ('multipass')" in err.value.message
@@ -599,15 +624,15 @@ def test_missing_executable_gives_install_hint(run: Any, mp: Multipass, exc: OSE
         assert needle in text
 
 
-def test_missing_executable_interactive(run: Any, mp: Multipass) -> None:
+def test_missing_executable_interactive(run: Any, mp: MultipassEngine) -> None:
     run.side_effect = FileNotFoundError(2, "No such file")
-    with pytest.raises(MultipassNotFoundError):
-        mp.interactive(["shell", "web1"])
+    with pytest.raises(EngineNotFoundError):
+        mp.interactive("web1")
 
 
-def test_query_timeout_names_command_and_wedged_daemon(run: Any, mp: Multipass) -> None:
+def test_query_timeout_names_command_and_wedged_daemon(run: Any, mp: MultipassEngine) -> None:
     run.side_effect = subprocess.TimeoutExpired(["multipass", "list"], 30.0)
-    with pytest.raises(MultipassError) as err:
+    with pytest.raises(CommandTimeoutError) as err:
         mp.list()
     assert not isinstance(err.value, LaunchTimeoutError)
     assert err.value.message == "`multipass list --format json` did not answer within 30 s"
@@ -615,18 +640,20 @@ def test_query_timeout_names_command_and_wedged_daemon(run: Any, mp: Multipass) 
     assert "sudo snap restart multipass" in str(err.value)
 
 
-def test_launch_subprocess_timeout_is_a_launch_timeout(run: Any, mp: Multipass) -> None:
+def test_launch_subprocess_timeout_is_a_launch_timeout(run: Any, mp: MultipassEngine) -> None:
     run.side_effect = subprocess.TimeoutExpired(["multipass"], 660.0, stderr=b"late\n")
     with pytest.raises(LaunchTimeoutError) as err:
         mp.launch(
-            name="web1", image="lts", cpus=1, memory="1G", disk="5G", cloud_init="", timeout=600
+            spec(
+                name="web1", image="lts", cpus=1, memory="1G", disk="5G", user_data="", timeout=600
+            )
         )
     assert "left the instance web1 behind" in err.value.message
     assert "multipass delete --purge web1" in str(err.value)
     assert err.value.stderr == "late"
 
 
-def test_unknown_command_on_stdout_is_classified(run: Any, mp: Multipass) -> None:
+def test_unknown_command_on_stdout_is_classified(run: Any, mp: MultipassEngine) -> None:
     run.return_value = done(
         "Error: Unknown command or alias 'snapshot' "
         '(try "multipass help" or "multipass aliases")\n',
@@ -638,7 +665,7 @@ def test_unknown_command_on_stdout_is_classified(run: Any, mp: Multipass) -> Non
     assert "1.13" in str(err.value)
 
 
-# --- classify_failure: every stderr text of multipass.md §5 ----------------------------------
+# --- classify_failure: every stderr text of docs/engines/multipass.md ----------------------------------
 
 LAUNCH = [MP, "launch", "--name", "web1", "--cpus", "1", "--memory", "1G", "--disk", "5G",
           "--timeout", "300", "--cloud-init", "-", "24.04"]  # fmt: skip
@@ -753,3 +780,46 @@ def test_classify_keeps_last_ten_lines_and_first_meaningful_in_message() -> None
 def test_classify_empty_stderr() -> None:
     err = classify_failure([MP, "stop", "a"], 2, "")
     assert err.message == "`multipass stop a` failed (exit 2): (no error output)"
+
+
+# --- health: doctor's lines about Multipass ---------------------------------------------------
+
+
+def _health(run: Any, mp: MultipassEngine, daemon: str | None, driver: str) -> dict[str, str]:
+    version = {"multipass": "1.16.3", **({"multipassd": daemon} if daemon else {})}
+
+    def answer(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        if argv[1] == "version":
+            return done(json.dumps(version))
+        return done(driver + "\n")
+
+    run.side_effect = answer
+    return {line.name: line.status for line in mp.health()}
+
+
+def test_health_all_good(run: Any, mp: MultipassEngine) -> None:
+    assert _health(run, mp, "1.16.3", "qemu") == {
+        "multipass": "ok",
+        "daemon": "ok",
+        "driver": "ok",
+        "snapshots": "ok",
+    }
+
+
+def test_health_daemon_down_old_multipass_lxd(run: Any, mp: MultipassEngine) -> None:
+    status = _health(run, mp, None, "qemu")
+    assert status["daemon"] == "fail" and status["driver"] == "skip"
+    status = _health(run, mp, "1.12.0", "qemu")
+    assert status["daemon"] == "ok" and status["snapshots"] == "warn"
+    assert _health(run, mp, "1.11.0", "qemu")["daemon"] == "fail"
+    assert _health(run, mp, "1.16.3", "lxd")["driver"] == "warn"
+    assert _health(run, mp, "1.16.3", "lxd")["snapshots"] == "warn"
+
+
+def test_snapshots_unavailable_by_version_and_driver(run: Any, mp: MultipassEngine) -> None:
+    _health(run, mp, "1.12.0", "qemu")
+    assert "1.13.0 or newer" in (mp.snapshots_unavailable() or "")
+    _health(run, mp, "1.16.3", "libvirt")
+    assert "libvirt driver cannot take snapshots" in (mp.snapshots_unavailable() or "")
+    _health(run, mp, "1.16.3", "qemu")
+    assert mp.snapshots_unavailable() is None

@@ -10,13 +10,13 @@ from labctl.ops.down import down
 from labctl.ops.plan import plan
 from labctl.ops.status import status
 from labctl.ops.up import up
-from tests.lab_world import APP_IPS, healthy_vm_status
-from tests.memory_multipass import MemoryVm
+from tests.lab_world import APP_IPS, healthy_vm_status, with_options
+from tests.memory_engine import MemoryVm
 
 
 def test_up_from_nothing_launches_wires_and_waits_for_every_backend(make_world) -> None:
     world = make_world()
-    result = up(world.ctx, max_parallel=4)
+    result = up(with_options(world.ctx, max_parallel=4))
     assert result.ok, result.failures
     assert sorted(c[1] for c in world.mp.calls_of("launch")) == [
         "hello-app1",
@@ -33,7 +33,7 @@ def test_up_from_nothing_launches_wires_and_waits_for_every_backend(make_world) 
     }
     assert sorted(result.backend_names.values()) == ["app1", "app2", "app3"]
     verbs = [c[0] for c in world.mp.calls]
-    assert sorted(verbs[:2]) == ["list", "version"]  # asked at once (issue 14)
+    assert sorted(verbs[:2]) == ["list", "version"]  # asked at once
     # every VM's cloud-init is waited on before the LB is wired; the LB push comes last
     lb_push = next(
         i for i, c in enumerate(world.mp.calls) if c[-1] == "/usr/local/sbin/labctl-lb-apply"
@@ -86,7 +86,7 @@ def test_partial_lab_launches_only_what_is_missing_and_resyncs_the_lb(make_world
 def test_launches_respect_max_parallel(make_world) -> None:
     world = make_world()
     world.mp.launch_delay = 0.15
-    assert up(world.ctx, max_parallel=2).ok
+    assert up(with_options(world.ctx, max_parallel=2)).ok
     assert world.mp.max_active_launches == 2
 
 
@@ -137,7 +137,7 @@ def test_launch_timeout_is_reported_with_the_instance_left_behind(make_world) ->
     [failure] = result.failures
     assert (failure.stage, failure.vm) == ("launch", "app3")
     assert "left behind" in failure.message
-    # the in-memory daemon leaves it Unknown: the one way on is a rebuild, said at once (issue 12)
+    # the in-memory daemon leaves it Unknown: the one way on is a rebuild, said at once
     assert "`labctl reset app3 --rebuild`" in (failure.hint or "") and not failure.resumable
     assert "hello-app3" in world.ctx.lab_state.owned()  # so `down` can clean it up
     assert "hello-app3" in down(world.ctx).deleted
@@ -160,7 +160,7 @@ def test_daemon_down_stops_before_anything(make_world) -> None:
     world.mp.daemon = None
     with pytest.raises(DaemonUnreachableError):
         up(world.ctx)
-    # only the two read-only questions asked at once (issue 14); nothing launched or changed
+    # only the two read-only questions asked at once; nothing launched or changed
     assert sorted(c[0] for c in world.mp.calls) in (["version"], ["list", "version"])
 
 
@@ -184,7 +184,7 @@ def test_serve_stage_times_out_naming_the_missing_backend(make_world) -> None:
 
 def test_no_hosts_prints_the_line_and_checks_through_the_lb_ip(make_world) -> None:
     world = make_world()
-    result = up(world.ctx, manage_hosts=False)
+    result = up(with_options(world.ctx, no_hosts=True))
     assert result.ok, result.failures
     assert result.hosts is not None and result.hosts.line == "127.0.0.1\thello.lab"
     assert world.hosts_text() == "127.0.0.1 localhost\n"
@@ -240,27 +240,15 @@ def test_down_purges_ours_and_removes_the_hosts_entry(make_world) -> None:
 
 def test_plan_lists_the_launches_in_order_without_launching(make_world) -> None:
     world = make_world()
-    result = plan(world.ctx, max_parallel=3)
+    result = plan(with_options(world.ctx, max_parallel=3))
     assert world.mp.calls_of("launch") == []
     launches = [s for s in result.steps if s.argv and "launch" in s.argv]
     assert len(launches) == 4 and all(s.parallel and s.order == 2 for s in launches)
+    # the engine's own command line, exactly as it would run it
     assert launches[0].argv == [
-        "multipass",
-        "launch",
-        "24.04",
-        "--name",
-        "hello-app1",
-        "--cpus",
-        "1",
-        "--memory",
-        "1G",
-        "--disk",
-        "5G",
-        "--cloud-init",
-        "-",
-        "--timeout",
-        "60",
-    ]
+        "mem", "launch", "hello-app1", "24.04", "--cpus=1", "--memory=1G", "--disk=5G",
+        "--timeout=60",
+    ]  # fmt: skip
     assert [s.order for s in result.steps] == sorted(s.order for s in result.steps)
     assert {vm.action for vm in result.vms} == {"launch"}
 

@@ -1,4 +1,4 @@
-"""Progress during long waits (issue 12): a live view on a terminal, plain lines elsewhere.
+"""Progress during long waits: a live view on a terminal, plain lines elsewhere.
 
 The terminal tests run the real `labctl` in a pseudo-terminal (python's pty module) against the
 fake multipass with latencies, so launch and cloud-init take seconds and the view has something
@@ -21,7 +21,10 @@ from rich.console import Console
 
 from labctl.cli.progress import LAB_ROW, ProgressView, _LiveState, elapsed, plain_line
 from labctl.ops.context import Event
+from labctl.ops.up import up
 from tests.fake_multipass.fixture import FakeMultipass
+from tests.lab_world import with_options
+from tests.test_lifecycle import make
 
 LAB = """\
 name: hello
@@ -42,7 +45,7 @@ LOG_LINE = "Cloud-init v. 25.2-0ubuntu1~24.04.1 running 'modules:final'"  # the 
 def world(fake_multipass: FakeMultipass, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (tmp_path / "lab.yaml").write_text(LAB)
     (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
-    # launch blocks until cloud-init's boot-finished (multipass.md §7): ~5 s, so the log tail
+    # launch blocks until cloud-init's boot-finished (docs/engines/multipass.md): ~5 s, so the log tail
     # (every 3 s) has something to show
     fake_multipass.configure(launch_latency=1, cloud_init_latency=4)
     fake_multipass.on_exec("hello-lb", ["/usr/local/sbin/labctl-lb-apply"], stdout="applied\n")
@@ -104,6 +107,24 @@ def test_up_on_a_terminal_shows_live_rows_with_spinner_stage_elapsed_and_log(wor
     assert "✗ serve [lb]" in plain  # the summary still follows the view
 
 
+def test_down_on_a_terminal_shows_one_live_row_per_vm(fake_multipass, world) -> None:
+    cwd, env = world
+    subprocess.run(
+        [*LABCTL, "up", "--quiet"], cwd=cwd, env=env, capture_output=True, timeout=90
+    )  # leaves the three VMs (the plain fake stops at serve)
+    assert len(fake_multipass.instances()) == 3
+    code, out = _in_pty(["down"], cwd, env)
+    assert code == 0, out
+    assert "\x1b[?25l" in out  # the live view, not plain timestamped lines
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert not re.search(r"\d\d:\d\d:\d\d [✓…]", plain)
+    for vm in ("app1", "app2", "lb"):
+        assert re.search(rf"✓ {vm}\s+delete\s+\d:\d\d\s+deleted hello-{vm}", plain), plain
+    assert re.search(r"down: \d:\d\d elapsed", plain)
+    assert plain.count("deleted: hello-app1, hello-app2, hello-lb") == 1  # the summary, once
+    assert fake_multipass.instances() == {}
+
+
 def test_up_piped_prints_plain_timestamped_lines_without_escape_codes(world) -> None:
     cwd, env = world
     proc = subprocess.run(
@@ -163,6 +184,16 @@ def test_class_view_has_one_row_per_student_and_a_counter() -> None:
     assert len([line for line in shown.splitlines() if line.strip()]) == 4  # 3 students + counter
 
 
+def test_a_class_check_view_shows_each_students_current_check_and_counts_no_ups() -> None:
+    state = _LiveState("check", ["ann", "bob"])
+    state.add(Event("check", "start", "failover", vm="ann"))
+    state.add(Event("check", "fail", "failover: app2 carries everything", vm="bob"))
+    shown = _render(state)
+    assert re.search(r"ann\s+check\s+0:00\s+failover", shown)
+    assert re.search(r"bob\s+check\s+0:00\s+failover: app2 carries", shown)  # not bob's end
+    assert "class check: 2 student(s)" in shown and " up," not in shown
+
+
 def test_lab_level_events_share_one_row_and_the_clock_restarts_per_stage() -> None:
     state = _LiveState("up", None)
     state.add(Event("preflight", "start", "checking multipass"))
@@ -171,6 +202,36 @@ def test_lab_level_events_share_one_row_and_the_clock_restarts_per_stage() -> No
     state.add(Event("serve", "start", "waiting for http://hello.lab/"))
     assert re.search(r"lab\s+serve\s+0:00\s+waiting for", _render(state))
     assert elapsed(3723) == "1:02:03" and elapsed(7) == "0:07"
+
+
+def test_the_last_frame_after_up_shows_each_vms_last_stage_the_lbs_baseline_too(
+    make_world,
+) -> None:
+    """After serving, the LB stops for its baseline snapshot and the wiring is checked again
+    (`lb` once more on its row): the last frame must still say the LB took its baseline."""
+    world = make(make_world)
+    assert up(with_options(world.ctx, max_parallel=1)).ok  # apps snapshot early, the LB last
+    assert [e.stage for e in world.events if e.vm == "lb"][-3:] == ["snapshot", "lb", "lb"]
+    state = _LiveState("up", None)
+    for event in world.events:
+        state.add(event)
+    state.finish()
+    frame = _render(state)
+    for vm in ("app1", "app2", "app3"):
+        assert re.search(rf"✓ {vm}\s+baseline\s+\d:\d\d\s+took baseline", frame), frame
+    assert re.search(r"✓ lb\s+snapshot\s+\d:\d\d\s+took baseline", frame), frame
+
+
+def test_a_repeated_stage_that_fails_is_the_rows_last_word() -> None:
+    state = _LiveState("up", None)
+    for stage in ("lb", "snapshot"):
+        state.add(Event(stage, "start", f"{stage} begins", vm="lb"))
+        state.add(Event(stage, "done", f"{stage} ended", vm="lb"))
+    state.add(Event("lb", "start", "pointing nginx at 2 backend(s)", vm="lb"))
+    assert re.search(r"lb\s+lb\s+0:00\s+pointing nginx", _render(state))  # shown while it runs
+    state.add(Event("lb", "fail", "nginx -t failed", vm="lb"))
+    state.finish()
+    assert re.search(r"✗ lb\s+lb\s+0:00\s+nginx -t failed", _render(state))
 
 
 def test_plain_mode_class_counter_and_ctrl_c_drops_failures_it_caused() -> None:

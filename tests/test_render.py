@@ -91,7 +91,7 @@ vms:
     roles: [lb]
 """
 
-# cloud-init 22.4.2 accepts unknown top-level keys (stack.md §4.3), so check them here.
+# cloud-init 22.4.2 accepts unknown top-level keys (docs/provisioning.md), so check them here.
 ALLOWED_TOP_LEVEL = {
     "users",
     "package_update",
@@ -111,7 +111,7 @@ DEPRECATED_KEYS = {
     "apt_proxy",
     "apt_mirror",
 }
-# The status agent starts first, so status reads it during provisioning (issue 14).
+# The status agent starts first, so status reads it during provisioning.
 AGENT_RUNCMD = [
     ["systemctl", "daemon-reload"],
     ["systemctl", "enable", "--now", "labctl-status-agent.service"],
@@ -515,7 +515,7 @@ def test_ecosystem_serve_mode() -> None:
         "PM2_SERVE_SPA": "true",
         "PM2_SERVE_HOMEPAGE": "/index.html",
     }
-    assert "CI" not in app["env"]  # CI=true breaks CRA builds (stack.md §5)
+    assert "CI" not in app["env"]  # CI=true breaks CRA builds (docs/provisioning.md)
     assert "instances" not in app and "exec_mode" not in app
     assert ecosystem(start={"serve": "dist", "spa": False})["env"]["PM2_SERVE_SPA"] == "false"
 
@@ -537,7 +537,7 @@ def test_ecosystem_command_mode() -> None:
 
 
 def test_ecosystem_builtin_hello_defaults_and_labctl_env_wins() -> None:
-    app = ecosystem(env={"GREETING": "hi"})  # app.env PORT is refused by config (issue 11)
+    app = ecosystem(env={"GREETING": "hi"})  # app.env PORT is refused by config
     assert app["script"] == "/home/ubuntu/app/server.js" and app["cwd"] == "/home/ubuntu/app"
     assert app["env"] == {"GREETING": "hi", "PORT": "3000", "LABCTL_VM": "app1"}
     assert app["merge_logs"] is True
@@ -750,6 +750,8 @@ def test_provision_script_fails_loudly_and_never_traces(assets: Assets) -> None:
         'checkout --quiet "$LABCTL_GIT_REF" --',
         "pm2 startOrReload ecosystem.config.js && pm2 save",
         'env PATH="$PATH:/usr/bin" pm2 startup systemd -u "$APP_USER" --hp "$APP_HOME"',
+        # the app runs under the startup unit, so a power-off keeps pm2's saved list as saved
+        'runuser -l "$APP_USER" -c \'pm2 kill\' >/dev/null\nsystemctl restart "pm2-$APP_USER"',
     ):
         assert needle in script, needle
 
@@ -978,6 +980,9 @@ def status_env(tmp_path: Path) -> Any:
 
 def test_status_reports_a_healthy_vm(status_env: Any) -> None:
     report = status_env["run"]()
+    # The app's port is held by this test's process, which pm2 did not start.
+    [listener] = report["app"].pop("listeners")
+    assert listener["pid"] == os.getpid() and listener["pm2"] == []
     assert report == {
         "cloud_init": {"status": "done", "errors": []},
         "app": {

@@ -168,14 +168,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def loopback_only(site: str, port: int) -> str:
-    """`nginx -t` binds the listen socket (stack.md §2): keep it on 127.0.0.1."""
+    """`nginx -t` binds the listen socket (docs/nginx-failover.md): keep it on 127.0.0.1."""
     line = f"listen {port} default_server;"
     assert line in site
     return site.replace(line, f"listen 127.0.0.1:{port} default_server;")
 
 
 def write_wrapper(tmp_path: Path, site_path: Path) -> Path:
-    """The non-root `nginx -t -c` wrapper of stack.md §2, with the site included inside http {}."""
+    """The non-root `nginx -t -c` wrapper of docs/nginx-failover.md, with the site included inside http {}."""
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp_path / name).mkdir(exist_ok=True)
     mime = f"    include {MIME_TYPES};\n" if MIME_TYPES.exists() else ""

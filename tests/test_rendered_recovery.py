@@ -1,4 +1,4 @@
-"""Recovery of the rendered site on a real nginx (issue 14), with loopback backends only.
+"""Recovery of the rendered site on a real nginx, with loopback backends only.
 
 The last-resort `backup` peers must make the first request after every backend returns a 200,
 where the same site without them keeps answering 502 for fail_timeout; and while every backend

@@ -1,5 +1,5 @@
 """Every way a lab.yaml value reaches a shell, nginx, cloud-init or the host, and the rule that
-keeps it from breaking out (README "Security"). One test per path; each names its rule:
+keeps it from breaking out (docs/security.md). One test per path; each names its rule:
 
   model   - labctl.model validation (fullmatch patterns: names, domain, image, env names, git)
   quote   - shlex.quote: app.conf / app.env are `NAME='value'` lines sourced by bash on the VM
@@ -26,11 +26,11 @@ from typer.testing import CliRunner
 
 from labctl.cli.main import app
 from labctl.config.load import load_lab, parse_lab
+from labctl.engine.multipass.adapter import MultipassEngine
 from labctl.errors import ConfigError
 from labctl.host.hostsfile import update_hosts
 from labctl.host.state import LabState
 from labctl.model import Lab
-from labctl.multipass.adapter import Multipass
 from labctl.ops.archive import app_archive
 from labctl.render.assets import read_assets
 from labctl.render.nginx import Backend
@@ -258,7 +258,7 @@ def test_multipass_gets_argv_lists_with_a_guard_before_the_remote_command() -> N
         seen.append((argv, kwargs))
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    mp = Multipass("multipass", run=runner)
+    mp = MultipassEngine("multipass", run=runner)
     mp.exec("demo-app1", ["sh", "-c", "$(reboot); `id`"], timeout=5)
     argv, kwargs = seen[0]
     assert argv == ["multipass", "exec", "demo-app1", "--", "sh", "-c", "$(reboot); `id`"]

@@ -270,6 +270,8 @@ write_files:
 runcmd:
   - su - ubuntu -c 'cd ~/app && pm2 start server.js --name x && pm2 save'
   - env PATH=$PATH:/usr/bin pm2 startup systemd -u ubuntu --hp /home/ubuntu
+  - su - ubuntu -c 'pm2 kill'
+  - systemctl restart pm2-ubuntu
 """
     vm = sim.vm("p", user_data=user_data)
     url = f"http://{vm.ip}:3000/"
@@ -281,6 +283,11 @@ runcmd:
     vm.boot()
     assert vm.running()
     assert http_get(url) == "hello from p\n"
+    # Power-off ran the running unit's ExecStop (`pm2 kill`), as systemd does: a pm2 daemon
+    # signalled instead dumps its list, and an app that exited before the dump comes back stopped.
+    rc, log, _ = run_in(vm, ["cat", "/home/ubuntu/.pm2/pm2.log"])
+    assert rc == 0 and "PM2 successfully stopped" in log, log
+    assert "killed by signal" not in log, log
     rc, out, _ = run_in(vm, ["pm2", "jlist"])
     assert rc == 0 and '"name":"x"' in out
     assert run_in(vm, ["systemctl", "is-active", "pm2-ubuntu"])[0] == 0

@@ -1,4 +1,4 @@
-"""The in-VM status agent (cloud-init/status_agent.py) and labctl's side of it (issue 14).
+"""The in-VM status agent (cloud-init/status_agent.py) and labctl's side of it.
 
 The real agent script runs here as a process on 127.0.0.1 (loopback only) with its real
 labctl-vm-status; labctl's client talks to it for real, signatures and all.
@@ -313,3 +313,123 @@ def test_idle_connections_are_bounded_and_do_not_outlive_the_bound(agent) -> Non
         except AgentError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+# --- the agent under attack: replays, stale requests, slow clients ----------------------------
+
+
+class _CountingReports:
+    def __init__(self) -> None:
+        self.computed = 0
+
+    def fresh(self) -> bytes:
+        self.computed += 1
+        return b'{"cloud_init": {"status": "done"}}'
+
+
+@pytest.fixture
+def in_process_agent() -> Iterator[Any]:
+    """The agent's server in this process (its Reports counted), on 127.0.0.1."""
+    module = _agent_module()
+    servers: list[Any] = []
+
+    def start(**options: Any) -> Any:
+        server = module.Agent(("127.0.0.1", 0), os.urandom(32), _CountingReports(), **options)
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _signed_request(key: bytes, *, issued: float | None = None) -> bytes:
+    """The bytes of one signed GET, as labctl sends it (nonce: issue time + 128 random bits)."""
+    nonce = f"{int(time.time() if issued is None else issued):016x}{os.urandom(16).hex()}"
+    agent = _agent_module()
+    auth = agent.sign(key, agent.REQUEST_CONTEXT, nonce.encode())
+    return (
+        f"GET /v1/status HTTP/1.0\r\nX-Labctl-Nonce: {nonce}\r\nX-Labctl-Auth: {auth}\r\n\r\n"
+    ).encode()
+
+
+def _send(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_replayed_signed_request_is_refused_without_computing_again(in_process_agent) -> None:
+    server = in_process_agent()
+    port = server.server_address[1]
+    request = _signed_request(server.key)  # as a neighbour on the bridge would capture it
+    first = _send(port, request)
+    assert first.startswith(b"HTTP/1.0 200") and b'"done"' in first
+    for _ in range(3):
+        again = _send(port, request)
+        assert again.startswith(b"HTTP/1.0 403") and b"X-Labctl-Refused: replay" in again
+    assert server.reports.computed == 1
+
+
+def test_a_signed_request_outside_its_time_window_is_refused(in_process_agent) -> None:
+    server = in_process_agent()
+    port = server.server_address[1]
+    for off_by in (-3600, 3600):  # kept for an hour, or made for later
+        answer = _send(port, _signed_request(server.key, issued=time.time() + off_by))
+        assert answer.startswith(b"HTTP/1.0 403") and b"X-Labctl-Refused: time" in answer
+    assert server.reports.computed == 0
+    # labctl's client says what that means
+    with pytest.raises(AgentError, match=r"HTTP 403 \(wrong signature"):
+        fetch_report(AgentTarget("127.0.0.1", port, os.urandom(32)), 5)
+
+
+def test_remembered_nonces_are_bounded_and_forgotten_after_their_window() -> None:
+    nonces = _agent_module().Nonces(window=300, capacity=2)
+    now = 1_000_000.0
+    assert nonces.admit("a", now, now) == "" and nonces.admit("b", now, now) == ""
+    assert nonces.admit("a", now, now + 1) == "replay"
+    assert nonces.admit("c", now, now + 1) == "busy"  # full of nonces still in their window
+    assert nonces.admit("c", now + 400, now + 400) == ""  # a and b are out of it: forgotten
+    assert nonces.admit("a", now, now + 400) == "time"  # and a replay of a would be stale
+
+
+def test_slow_clients_sending_a_byte_now_and_then_cannot_hold_the_connection_slots(
+    in_process_agent,
+) -> None:
+    server = in_process_agent(request_timeout=1.0)
+    port = server.server_address[1]
+    stop = threading.Event()
+
+    def slow_client() -> None:  # a byte every 0.3 s: never idle long enough for a read timeout
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for byte in b"GET /v1/status HTTP/1.0\r\nX-Slow: " + b"a" * 60:
+                if stop.wait(0.3):
+                    return
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    return  # cut off by the agent
+
+    clients = [threading.Thread(target=slow_client, daemon=True) for _ in range(32)]
+    for client in clients:
+        client.start()
+    try:
+        answered = None
+        for _ in range(40):  # up to 8 s while the slow clients keep trickling (bounded: 60 bytes)
+            try:
+                answered = fetch_report(AgentTarget("127.0.0.1", port, server.key), 5)
+                break
+            except AgentError:
+                time.sleep(0.2)
+        assert answered == {"cloud_init": {"status": "done"}}
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(5)

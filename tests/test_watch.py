@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from labctl.cli import watch as watch_module
+from labctl.cli.commands import status as status_command
 from labctl.cli.main import app
 from labctl.cli.watch import watch
 from tests.fake_multipass.fixture import FakeMultipass
@@ -125,7 +125,7 @@ def test_status_watch_ctrl_c_exits_130_without_a_traceback(cli, monkeypatch) -> 
         calls.append(ctx)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(watch_module, "lab_status", interrupted)
+    monkeypatch.setattr(status_command, "lab_status", interrupted)
     result = invoke("status", "--watch")
     assert result.exit_code == 130 and calls
     assert "Traceback" not in result.output and "interrupted" not in result.output
@@ -135,3 +135,19 @@ def test_status_watch_refuses_json(cli) -> None:
     invoke, _ = cli
     result = invoke("status", "--watch", "--json")
     assert result.exit_code == 2 and "--watch redraws a table" in result.output
+
+
+@pytest.mark.parametrize("interval", ["inf", "nan", "-inf", "0.5", "1e400"])
+def test_status_watch_refuses_an_interval_that_is_not_a_number_of_seconds(
+    cli, interval: str
+) -> None:
+    # `--interval inf` drew one frame, then crashed in sleep(inf); nan silently became 1 s
+    invoke, fake = cli
+    calls_before = len(fake.calls())
+    result = invoke("status", "--watch", "--count", "2", "--interval", interval)
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.replace("│", " ").split())  # typer's error box wraps the line
+    expected = f"{float(interval):g} is not a number of seconds from 1 to 3600"
+    assert f"Invalid value for '--interval': {expected}" in said, said
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert len(fake.calls()) == calls_before  # refused before asking any VM

@@ -1,10 +1,13 @@
-"""The `labctl` typer app and what every command module shares: the consoles, the common options,
-the one place errors become messages and exit codes (`guard`), and `lab_context`.
+"""The `labctl` typer app and what every command module shares: the consoles, the progress view,
+the common options, and the one place errors become messages and exit codes (`guard`).
 
-Command modules (lab.py, lifecycle.py, classroom.py) import this module and register their
-commands on `app`; this module imports none of them (main.py gathers them for the entry point).
+The app knows its commands by name and module (`COMMANDS`), not by import: conventions.LabctlGroup
+imports a command's module when that command runs, so `labctl version` loads no use case and no
+lab.yaml model. This module imports no command module.
 Errors from below arrive as LabctlError and are caught here, printed as one message (plus a hint)
 on stderr, and turned into the exit code: 0 ok, 1 failed/unhealthy, 2 bad input, 130 interrupted.
+Both consoles are terminal.SafeConsole: what a VM, a lab file or the command line says is shown,
+never obeyed by the terminal, and labctl's own colours are Text styles, never markup.
 """
 
 from __future__ import annotations
@@ -16,30 +19,71 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, Final, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from typer.models import CommandFunctionType
 
 from labctl import __version__
 from labctl.cli import progress
 from labctl.cli.conventions import LabctlGroup
-from labctl.config.load import LabFile, load_lab
+from labctl.cli.terminal import SafeConsole, debug_logging, line
 from labctl.errors import EXIT_FAILED, ConfigError, LabctlError
-from labctl.ops.classroom.contexts import lab_context as open_lab_context
-from labctl.ops.context import LabContext
+
+# Each command's module under labctl/cli/commands/, in the order `labctl --help` lists them.
+COMMANDS: Final = {
+    name: f"labctl.cli.commands.{module}"
+    for name, module in (
+        ("validate", "validate"),
+        ("schema", "schema"),
+        ("render", "render"),
+        ("plan", "plan"),
+        ("up", "up"),
+        ("status", "status"),
+        ("down", "down"),
+        ("drill", "drill"),
+        ("snapshot", "snapshot"),
+        ("reset", "reset"),
+        ("logs", "logs"),
+        ("shell", "shell"),
+        ("exec", "exec_command"),  # named for what it does: `exec` is a Python builtin
+        ("hosts", "hosts"),
+        ("access", "access"),
+        ("doctor", "doctor"),
+        ("lxd-init", "lxd_init"),
+        ("check", "check"),
+        ("init", "init"),
+        ("version", "version"),
+    )
+}
+
+
+class Labctl(LabctlGroup):
+    """The root group: its commands are loaded from COMMANDS when invoked."""
+
+    command_modules = COMMANDS
+
 
 app = typer.Typer(
-    cls=LabctlGroup,
+    cls=Labctl,
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # errors are ours to word; tracebacks only with --debug
-    help="Bring up a Multipass web lab (Node apps under pm2 behind an nginx load balancer) from lab.yaml.",
+    help="Bring up a web lab (Node apps under pm2 behind an nginx load balancer) from lab.yaml.",
 )
+
+
+def _piped_width(columns: str | None) -> int:
+    """COLUMNS kept between 20 and 1000; 160 when it is not a number (`abc`, `-5`, `1e9`)."""
+    if columns and len(columns) <= 4 and columns.isascii() and columns.isdecimal():
+        return min(max(int(columns), 20), 1000)
+    return 160
+
+
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
-_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
-stdout = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+_WIDTH = None if sys.stdout.isatty() else _piped_width(os.environ.get("COLUMNS"))
+stdout = SafeConsole(soft_wrap=True, width=_WIDTH)
+stderr = SafeConsole(stderr=True, soft_wrap=True, width=_WIDTH)
 _debug = False
 view = progress.ProgressView(stderr)  # every command's Events: live, plain lines, or none
 
@@ -70,14 +114,6 @@ LabFileOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document instead of tables.")
 ]
-
-
-class DrillMode(StrEnum):
-    app = "app"
-    vm = "vm"
-    freeze = "freeze"
-
-
 StudentOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -107,6 +143,18 @@ NoHostsOption = Annotated[
     bool,
     typer.Option("--no-hosts", help="Do not touch the hosts file; print the line to add instead."),
 ]
+VmArgument = Annotated[str, typer.Argument(help="The lab VM name, e.g. app1.")]
+
+
+def fail_unless(ok: bool) -> None:
+    """Exit 1 (failed, unhealthy) unless `ok`; the output is already printed."""
+    if not ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        stderr.print(warning)
 
 
 def guard(command: Callable[P, R]) -> Callable[P, R]:
@@ -118,19 +166,17 @@ def guard(command: Callable[P, R]) -> Callable[P, R]:
             if _debug:
                 logging.getLogger("labctl").exception("failed")
             stderr.print(
-                f"[red]error:[/red] {exc.message}"
-                if not isinstance(exc, ConfigError)
-                else exc.message,
-                markup=not isinstance(exc, ConfigError),
+                exc.message
+                if isinstance(exc, ConfigError)
+                else line(("error:", "red"), " ", exc.message)
             )
             if exc.hint:
-                stderr.print(exc.hint, markup=False)
+                stderr.print(exc.hint)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             stderr.print(
-                "interrupted. Anything multipass was doing keeps going inside Multipass; "
-                "run `labctl status` to see the lab.",
-                markup=False,
+                "interrupted. Anything the engine was doing keeps going inside it; "
+                "run `labctl status` to see the lab."
             )
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
@@ -140,12 +186,31 @@ def guard(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             stderr.print(
                 f"internal error: {type(exc).__name__}: {exc} (run `labctl --debug ...` for the "
-                "traceback, and please report it)",
-                markup=False,
+                "traceback, and please report it)"
             )
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
+
+
+class CommandApp(typer.Typer):
+    """A command module's own typer app (`cli`): its one command, or a group's (snapshot). Every
+    command it registers runs inside `guard`, so none can let an error through unworded."""
+
+    def command(
+        self, name: str | None = None, **settings: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        register = super().command(name, **settings)
+
+        def guarded(function: CommandFunctionType) -> CommandFunctionType:
+            register(guard(function))
+            return function
+
+        return guarded
+
+
+def command_app(**settings: Any) -> CommandApp:
+    return CommandApp(add_completion=False, pretty_exceptions_enable=False, **settings)
 
 
 def _version(value: bool) -> None:
@@ -160,7 +225,7 @@ def _set_debug(ctx: typer.Context, value: bool) -> None:
     global _debug
     _debug = value if ctx.parent is None else (_debug or value)
     if _debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+        debug_logging()
 
 
 def _set_quiet(ctx: typer.Context, value: bool) -> None:
@@ -184,7 +249,7 @@ def main(
         bool,
         typer.Option(
             "--debug",
-            help="Log every multipass call; show tracebacks.",
+            help="Log every engine call; show tracebacks.",
             callback=_set_debug,
             expose_value=False,
         ),
@@ -230,12 +295,4 @@ def main(
     global _debug
     if os.environ.get("LABCTL_DEBUG") == "1" and not _debug:
         _debug = True
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
-
-
-def lab_context(
-    path: Path | LabFile, students: list[str] | None = None, *, command: str = ""
-) -> LabContext:
-    """The LabContext a command acts on: the lab's own, or (a class) the one student named."""
-    lab_file = path if isinstance(path, LabFile) else load_lab(path)
-    return open_lab_context(lab_file, students, command=command, on_event=view.on_event)
+        debug_logging()

@@ -1,11 +1,10 @@
-"""The entry point: the typer `app` with every command module's commands registered on it.
+"""The entry point: the typer `app`, whose commands load when they are invoked (app.COMMANDS).
 
 `labctl` (pyproject [project.scripts]) and `python -m labctl` run `labctl.cli.main:app`.
 """
 
 from __future__ import annotations
 
-from labctl.cli import check, init, lab, lifecycle  # noqa: F401  (importing them registers their commands)
 from labctl.cli.app import app
 
 __all__ = ["app"]

@@ -1,7 +1,8 @@
 """`labctl status --watch`: the status table (or the class matrix) refreshed in place.
 
-The lab file, the contexts and the status keys are read once; each refresh is one status call
-(one `multipass list` per host, one signed request per VM agent, labctl.ops.vm_report), and
+The lab file, the contexts and the status keys are read once (labs.open_each_lab, without
+progress lines: they would tear the view); each refresh is one status call
+(one engine listing per host, one signed request per VM agent, labctl.ops.vm_report), and
 inside the VMs a finished cloud-init is not asked again (cloud-init/status_agent.py). A refresh
 starts `interval` seconds after the previous one started (right away if it took longer), so
 refreshes never overlap or pile up. Ctrl-C stops it: exit 130, the terminal left clean.
@@ -13,23 +14,20 @@ import contextlib
 import io
 import time
 from collections.abc import Callable
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from labctl.cli import output, output_class
-from labctl.cli.app import stdout
-from labctl.config.load import LabFile
-from labctl.errors import EXIT_FAILED
-from labctl.ops.classroom.contexts import ClassContext
-from labctl.ops.classroom.contexts import lab_context as open_lab_context
-from labctl.ops.classroom.status import class_status
-from labctl.ops.status import status as lab_status
+from labctl.cli.app import fail_unless, stdout
+from labctl.cli.conventions import bounded_float
+from labctl.cli.labs import Target
+from labctl.cli.terminal import SafeConsole
 
 MIN_INTERVAL = 1.0
+MAX_INTERVAL = 3600.0  # an hour: a slower view is a cron job
 
 WatchOption = Annotated[
     bool,
@@ -38,7 +36,9 @@ WatchOption = Annotated[
 IntervalOption = Annotated[
     float,
     typer.Option(
-        "--interval", help=f"Seconds between refreshes with --watch (at least {MIN_INTERVAL:g})."
+        "--interval",
+        callback=bounded_float(MIN_INTERVAL, MAX_INTERVAL, "seconds"),
+        help=f"Seconds between refreshes with --watch ({MIN_INTERVAL:g} to {MAX_INTERVAL:g}).",
     ),
 ]
 CountOption = Annotated[
@@ -47,18 +47,13 @@ CountOption = Annotated[
 ]
 
 
-class _Report(Protocol):
-    @property
-    def healthy(self) -> bool: ...
-
-
-R = TypeVar("R", bound=_Report)
+R = TypeVar("R")
 
 
 def watch(
-    out: Console,
+    out: SafeConsole,
     refresh: Callable[[], R],
-    render: Callable[[Console, R], None],
+    render: Callable[[SafeConsole, R], None],
     *,
     interval: float,
     count: int = 0,
@@ -87,20 +82,19 @@ def watch(
 
 
 def _frame(
-    out: Console,
+    out: SafeConsole,
     report: R,
-    render: Callable[[Console, R], None],
+    render: Callable[[SafeConsole, R], None],
     took: float,
     interval: float,
     refreshes: int,
 ) -> RenderableType:
     # Render with the real printer into a buffer, so the watched view is exactly `status`'s.
-    buffer = Console(
+    buffer = SafeConsole(
         file=io.StringIO(),
         width=out.width,
         color_system="auto" if out.color_system else None,
         force_terminal=out.is_terminal,
-        highlight=False,
         soft_wrap=True,
     )
     render(buffer, report)
@@ -113,35 +107,17 @@ def _frame(
     return Group(header, Text.from_ansi(buffer.file.getvalue()))
 
 
-def watch_status(
-    lab_file: LabFile, students: list[str] | None, *, interval: float, count: int
-) -> None:
-    """The CLI's `status --watch`: exits 0/1 by the last report's health, 130 on Ctrl-C."""
-    if lab_file.lab.is_class:
-        cctx = ClassContext(lab_file=lab_file)  # no progress lines: they would tear the view
-        try:
-            last_class = watch(
-                stdout,
-                lambda: class_status(cctx, students),
-                output_class.print_class_status,
-                interval=interval,
-                count=count,
-            )
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        healthy = last_class.healthy
-    else:
-        ctx = open_lab_context(lab_file, students, command="status")
-        try:
-            last = watch(
-                stdout,
-                lambda: lab_status(ctx),
-                output.print_status,
-                interval=interval,
-                count=count,
-            )
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        healthy = last.healthy
-    if not healthy:
-        raise typer.Exit(EXIT_FAILED)
+def watch_target(target: Target, *, interval: float, count: int) -> None:
+    """The CLI's `status --watch`: exits 0/1 by the last report's verdict, 130 on Ctrl-C."""
+    shown = target.shown
+    try:
+        last = watch(
+            stdout,
+            target.refresh,
+            lambda console, report: shown.show(console, console, report),
+            interval=interval,
+            count=count,
+        )
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    fail_unless(shown.ok(last))

@@ -21,6 +21,7 @@ from labctl.config.yamlpos import Path_
 from labctl.model import ClassRoster, Lab
 from labctl.scalars import (
     CLASS_TEMPLATE_DOMAIN,
+    LXD_NAME_RE,
     MAX_INSTANCE_NAME,
     MAX_STUDENTS,
     NAME_RE,
@@ -29,6 +30,10 @@ from labctl.scalars import (
 )
 
 MAX_ROSTER_BYTES: Final = 1024 * 1024
+# A roster may be any file (a typo, a link): messages quote a value cut short, and only so many.
+MAX_QUOTED: Final = 100  # characters of one value
+MAX_QUOTED_BAD: Final = 40  # of a line that is not a name at all (it may be anything)
+MAX_BAD_NAMES: Final = 10  # invalid names quoted; the rest are counted
 _HEADERS: Final = {"student", "students", "name", "username", "user", "login"}
 
 Where = Callable[[Path_, str], str]  # (field path, message) -> one lab.yaml problem line
@@ -41,10 +46,13 @@ class _Entry:
     report: Callable[[str], str]  # message -> a full problem line
 
 
-def check_class(lab: Lab, shown: str, base_dir: Path, where: Where) -> tuple[Lab, list[str]]:
+def check_class(
+    lab: Lab, shown: str, base_dir: Path, where: Where, *, named_by: int | None = None
+) -> tuple[Lab, list[str]]:
     """Read the roster file (if any) into `class.students` and check the class and the hosts.
 
-    Returns the lab with its students filled in, and the problems (full lines).
+    Returns the lab with its students filled in, and the problems (full lines). `named_by`:
+    lab.yaml's owner, who must be able to read the roster themselves (labctl may be root).
     """
     problems = _check_hosts(lab, where)
     roster = lab.class_
@@ -83,7 +91,7 @@ def check_class(lab: Lab, shown: str, base_dir: Path, where: Where) -> tuple[Lab
         ]
     else:
         assert roster.roster is not None
-        entries, found = _read_roster(roster.roster, shown, base_dir, where)
+        entries, found = _read_roster(roster.roster, shown, base_dir, where, named_by)
         problems += found
         if not entries and not found:
             problems.append(where(("class", "roster"), f"{roster.roster!r} lists no students"))
@@ -95,9 +103,32 @@ def check_class(lab: Lab, shown: str, base_dir: Path, where: Where) -> tuple[Lab
         )
         entries = entries[:MAX_STUDENTS]
     pattern_problems = _check_patterns(roster, where)
+    problems += _check_projects(lab, [e.name for e in entries], where)
     problems += pattern_problems + _check_students(lab, roster, entries, not pattern_problems)
     filled = roster.model_copy(update={"students": [e.name for e in entries]})
     return lab.model_copy(update={"class_": filled}), problems
+
+
+def _check_projects(lab: Lab, students: list[str], where: Where) -> list[str]:
+    """Each student's own LXD project (`{student}` in engine.project) must be a valid name: the
+    first one that is not is reported (they all share the template's line)."""
+    engine = lab.engine
+    if engine is None or not engine.per_student_project:
+        return []
+    for student in students:
+        if not NAME_RE.fullmatch(student):
+            continue  # reported as a bad student name
+        project = engine.project_for(student)
+        if not LXD_NAME_RE.fullmatch(project):
+            return [
+                where(
+                    ("engine", "project"),
+                    f"student {_quoted(student)}'s project {_quoted(project)} is not a valid LXD "
+                    "project name (letters, digits, '.', '_', '-'; at most 63 characters): "
+                    "shorten the template",
+                )
+            ]
+    return []
 
 
 def _check_patterns(roster: ClassRoster, where: Where) -> list[str]:
@@ -127,23 +158,26 @@ def _check_students(
     instances: dict[str, _Entry] = {}
     domains: dict[str, tuple[_Entry, str]] = {}  # server name -> (student, "domain" | "an alias")
     longest = max(lab.vms, key=lambda vm: len(vm.name))
+    bad: list[_Entry] = []
     for entry in entries:
         if not NAME_RE.fullmatch(entry.name):
-            found.append(
-                entry.report(
-                    f"{entry.name!r} is not a valid student name: use letters, digits and "
-                    "hyphens, start with a letter and end with a letter or digit (it becomes part "
-                    "of instance names)"
+            bad.append(entry)
+            if len(bad) <= MAX_BAD_NAMES:
+                found.append(
+                    entry.report(
+                        f"{_quoted(entry.name, MAX_QUOTED_BAD)} is not a valid student name: use "
+                        "letters, digits and hyphens, start with a letter and end with a letter or "
+                        "digit (it becomes part of instance names)"
+                    )
                 )
-            )
             continue
         key = entry.name.lower()
         if key in names:
-            same = "" if names[key].name == entry.name else f" {names[key].name!r}"
+            same = "" if names[key].name == entry.name else f" {_quoted(names[key].name)}"
             found.append(
                 entry.report(
-                    f"duplicate student {entry.name!r} (also{same} at {names[key].at}; names are "
-                    "compared ignoring case)"
+                    f"duplicate student {_quoted(entry.name)} (also{same} at {names[key].at}; "
+                    "names are compared ignoring case)"
                 )
             )
             continue
@@ -152,7 +186,7 @@ def _check_students(
         if len(instance) > MAX_INSTANCE_NAME:
             found.append(
                 entry.report(
-                    f"instance name {instance!r} (<lab>-<student>-<vm>) is longer than "
+                    f"instance name {_quoted(instance)} (<lab>-<student>-<vm>) is longer than "
                     f"{MAX_INSTANCE_NAME} characters; use a shorter student or lab name"
                 )
             )
@@ -163,8 +197,8 @@ def _check_students(
             if other is not None:
                 found.append(
                     entry.report(
-                        f"instance {name!r} of student {entry.name!r} is also an instance of "
-                        f"student {other.name!r} ({other.at}); rename one of them"
+                        f"instance {_quoted(name)} of student {_quoted(entry.name)} is also an "
+                        f"instance of student {_quoted(other.name)} ({other.at}); rename one of them"
                     )
                 )
             instances.setdefault(name, entry)
@@ -176,8 +210,8 @@ def _check_students(
             except ValueError:
                 found.append(
                     entry.report(
-                        f"{kind.removeprefix('an ')} {server_name!r} of student {entry.name!r} is "
-                        'not a valid domain name (like "alice.xyz")'
+                        f"{kind.removeprefix('an ')} {_quoted(server_name)} of student "
+                        f'{_quoted(entry.name)} is not a valid domain name (like "alice.xyz")'
                     )
                 )
                 continue
@@ -185,23 +219,39 @@ def _check_students(
             if claimed is not None and claimed[0] is not entry:
                 found.append(
                     entry.report(
-                        f"{kind} {server_name!r} of student {entry.name!r} is also "
+                        f"{kind} {_quoted(server_name)} of student {_quoted(entry.name)} is also "
                         f"{'the domain' if claimed[1] == 'domain' else 'an alias'} of student "
-                        f"{claimed[0].name!r} ({claimed[0].at})"
+                        f"{_quoted(claimed[0].name)} ({claimed[0].at})"
                     )
                 )
             domains.setdefault(server_name, (entry, kind))
+    if len(bad) > MAX_BAD_NAMES:
+        found.append(
+            bad[MAX_BAD_NAMES].report(
+                f"and {len(bad) - MAX_BAD_NAMES} more entries from here on that are not valid "
+                "student names (not quoted)"
+            )
+        )
     return found
 
 
+def _quoted(value: str, limit: int = MAX_QUOTED) -> str:
+    """`value` in quotes, cut to `limit` characters (a roster line may be anything)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
 def _read_roster(
-    raw: str, shown: str, base_dir: Path, where: Where
+    raw: str, shown: str, base_dir: Path, where: Where, named_by: int | None
 ) -> tuple[list[_Entry], list[str]]:
     path = base_dir / raw
     display = str(Path(shown).parent / raw) if Path(shown).parent != Path() else raw
     here = ("class", "roster")
     try:
-        data = read_limited(path, MAX_ROSTER_BYTES, what="a roster (CSV or text file)")
+        data = read_limited(
+            path, MAX_ROSTER_BYTES, what="a roster (CSV or text file)", named_by=named_by
+        )
     except FileRefusedError as exc:
         hint = " (relative paths start at lab.yaml's folder)" if exc.missing else ""
         return [], [where(here, f"{raw!r}: {exc.message}{hint}")]
@@ -247,14 +297,15 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
         found.append(
             where(
                 ("hosts", 1),
-                "a lab without class: runs on one Multipass host; list one (or add a class: "
-                "section to spread students over several)",
+                "a lab without class: runs on one host; list one (or add a class: section to "
+                "spread students over several)",
             )
         )
     names: dict[str, int] = {}
-    addresses: dict[str | None, int] = {}
+    servers: dict[tuple[str | None, str | None], int] = {}
     for i, host in enumerate(lab.hosts):
-        address = host.address.lower() if host.address else None  # host names ignore case
+        remote = host.remote.lower() if host.remote else None  # remote names ignore case here
+        server = (remote, host.member)  # one cluster's members share its remote
         if host.name.lower() in names:
             found.append(
                 where(
@@ -263,13 +314,28 @@ def _check_hosts(lab: Lab, where: Where) -> list[str]:
                 )
             )
         names.setdefault(host.name.lower(), i)
-        if address in addresses:
-            what = repr(host.address) if host.address else "the local daemon (no address)"
+        if server in servers:
+            what = repr(host.remote) if host.remote else "the local daemon (no remote)"
+            if host.member is not None:
+                what = f"member {host.member!r} of {what}"
             found.append(
                 where(
-                    ("hosts", i, "address"),
-                    f"{what} is also hosts[{addresses[address]}]: one entry per daemon",
+                    ("hosts", i, "member" if host.member else "remote" if host.remote else "name"),
+                    f"{what} is also hosts[{servers[server]}]: one entry per server",
                 )
             )
-        addresses.setdefault(address, i)
+        servers.setdefault(server, i)
+        clustered = [
+            j
+            for j, h in enumerate(lab.hosts)
+            if h.member is not None and (h.remote.lower() if h.remote else None) == remote
+        ]
+        if clustered and host.member is None:
+            found.append(
+                where(
+                    ("hosts", i),
+                    f"hosts[{clustered[0]}] names a member of this cluster: give this host one "
+                    "too (a student's lab stays on one member, so its LB reaches its apps)",
+                )
+            )
     return found

@@ -17,12 +17,16 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from labctl.config.browser import check_browser
+from labctl.config.checks import check_checks
 from labctl.config.classroom import check_class
-from labctl.config.files import FileRefusedError, read_limited
+from labctl.config.engine import check_engine
+from labctl.config.files import FileRefusedError, read_owned
+from labctl.config.sources import source_dir_problem, start_path_problem
 from labctl.config.values import check_values
 from labctl.config.yamlpos import LoadedYaml, Path_, YamlSyntaxError, load_yaml_with_positions
 from labctl.errors import ConfigError
-from labctl.model import BUILTIN_CHECKS, STAGES, App, AppSource, AppStart, Lab, LoadBalancer, Vm
+from labctl.model import STAGES, App, AppSource, AppStart, Lab, LoadBalancer, Vm
 from labctl.scalars import MAX_INSTANCE_NAME, NAME_RE
 
 # The biggest real lab.yaml is a few KiB. PyYAML parses ~200 KB/s of dense YAML, so this cap also
@@ -71,7 +75,7 @@ def load_lab(path: Path) -> LabFile:
     """Read, parse and validate a lab file; raise ConfigError listing every problem."""
     shown = str(path)
     try:
-        raw = read_limited(
+        raw, owner = read_owned(
             path,
             MAX_FILE_BYTES,
             what="a lab.yaml file",
@@ -87,7 +91,7 @@ def load_lab(path: Path) -> LabFile:
         raise ConfigError(
             [f"{shown}: not UTF-8 text (byte {exc.start}); is this a binary file?"]
         ) from None
-    lab, loaded = _parse(text, shown, base_dir=path.parent)
+    lab, loaded = _parse(text, shown, base_dir=path.parent, named_by=owner)
     return LabFile(lab, path.resolve(), hashlib.sha256(raw).hexdigest(), loaded, shown)
 
 
@@ -96,7 +100,10 @@ def parse_lab(text: str, shown: str = "lab.yaml", *, base_dir: Path | None = Non
     return _parse(text, shown, base_dir=base_dir)[0]
 
 
-def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, LoadedYaml]:
+def _parse(
+    text: str, shown: str, *, base_dir: Path | None, named_by: int | None = None
+) -> tuple[Lab, LoadedYaml]:
+    # named_by: lab.yaml's owner; a roster it names must be a file that user could read
     if "\x00" in text:
         raise ConfigError([f"{shown}: contains NUL bytes; is this a binary file?"])
     try:
@@ -120,11 +127,22 @@ def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, Loaded
         f"{shown}:{pos.line}:{pos.column}: {dotted(path)}: duplicate key (each key may appear once)"
         for path, pos in loaded.duplicates
     ]
+    # A scalar refused as written (`port: 03000`, `!!int abc`) is its field's only problem: the
+    # field holds the text, so pydantic's "expected a whole number" would only repeat it.
+    refused = [(p, m) for p, m in loaded.problems if not str(p[0]).startswith("x-")]
+    problems += [_line(shown, loaded, path, message) for path, message in refused]
     try:
         lab = Lab.model_validate(without_extensions(loaded.data))
     except ValidationError as exc:
-        problems += [_from_pydantic(shown, loaded, err) for err in exc.errors()]
+        errors = [(_loc(err), err) for err in exc.errors()]
+        problems += [
+            _from_pydantic(shown, loaded, loc, err)
+            for loc, err in errors
+            if not any(loc[: len(path)] == path for path, _ in refused)
+        ]
         raise ConfigError(sorted(set(problems), key=_sort_key)) from None
+    if refused:  # the rules between fields need every value as written
+        raise ConfigError(sorted(set(problems), key=_sort_key))
     problems += [
         _line(shown, loaded, _written(loaded, path), message)
         for path, message in cross_check(lab, base_dir)
@@ -135,6 +153,7 @@ def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, Loaded
             shown,
             base_dir if base_dir is not None else Path(shown).parent,
             lambda path, message: _line(shown, loaded, path, message),
+            named_by=named_by,
         )
         problems += more
     if problems:
@@ -142,8 +161,8 @@ def _parse(text: str, shown: str, *, base_dir: Path | None) -> tuple[Lab, Loaded
     return lab, loaded
 
 
-# A rule between two fields names the one the user wrote when the other is a default (issue 11:
-# "port 80 is also the LB's port" belongs at lb.port when app.port was never written).
+# A rule between two fields names the one the user wrote when the other is a default ("port 80 is
+# also the LB's port" belongs at lb.port when app.port was never written).
 _OTHER_SIDE: Final[dict[Path_, Path_]] = {
     ("app", "port"): ("lb", "port"),
     ("lb", "read_timeout"): ("lb", "connect_timeout"),
@@ -214,32 +233,9 @@ def cross_check(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
     found += [(("app", *p), m) for p, m in _check_app(lab.app, base_dir)]
     found += [(("lb", *p), m) for p, m in _check_lb(lab.lb)]
     found += check_values(lab, base_dir)
-    found += _check_checks(lab)
-    return found
-
-
-def _check_checks(lab: Lab) -> list[tuple[Path_, str]]:
-    """`checks:`: one kind each, unique names (not a built-in's), VMs of this lab."""
-    found: list[tuple[Path_, str]] = []
-    names: dict[str, int] = {}
-    vms = ", ".join(vm.name for vm in lab.vms)
-    for i, check in enumerate(lab.checks):
-        if check.name in BUILTIN_CHECKS:
-            found.append((("checks", i, "name"), f"{check.name!r} is a built-in check's name"))
-        elif check.name in names:
-            found.append(
-                (
-                    ("checks", i, "name"),
-                    f"duplicate check {check.name!r} (also checks[{names[check.name]}])",
-                )
-            )
-        names.setdefault(check.name, i)
-        if (check.http is None) == (check.command is None):
-            found.append((("checks", i), "give exactly one of http or command"))
-        for kind, expect in (("http", check.http), ("command", check.command)):
-            vm = getattr(expect, "vm", None)
-            if vm is not None and lab.vm(vm) is None:
-                found.append(((("checks", i, kind, "vm")), f"no VM named {vm!r} (VMs: {vms})"))
+    found += check_engine(lab)
+    found += check_checks(lab)
+    found += check_browser(lab)
     return found
 
 
@@ -257,13 +253,9 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
         )
     if src.ref is not None and src.git is None:
         found.append((("source", "ref"), "ref only applies to a git source"))
-    if src.path is not None and base_dir is not None and not (base_dir / src.path).is_dir():
-        found.append(
-            (
-                ("source", "path"),
-                f"{src.path!r} is not a directory (relative paths start at lab.yaml's folder)",
-            )
-        )
+    problem = None if src.path is None else source_dir_problem(base_dir, src.path)
+    if problem is not None:
+        found.append((("source", "path"), problem))
     start: AppStart | None = app.start
     if start is None and src.builtin is None:
         found.append(
@@ -278,10 +270,9 @@ def _check_app(app: App, base_dir: Path | None) -> list[tuple[Path_, str]]:
             found.append((("start",), "give exactly one of serve, script or command"))
         for key in ("serve", "script"):
             value = getattr(start, key)
-            if value is not None and (
-                value.startswith("/") or ".." in Path(value).parts or "\x00" in value or not value
-            ):
-                found.append((("start", key), f"{value!r} must be a path inside the app's folder"))
+            problem = None if value is None else start_path_problem(key, value)
+            if problem:
+                found.append((("start", key), problem))
     for i, name in enumerate(app.secret_env):
         if name not in app.env:
             found.append((("secret_env", i), f"{name!r} is not a key of app.env"))
@@ -300,8 +291,11 @@ def _check_lb(lb: LoadBalancer) -> list[tuple[Path_, str]]:
     return []
 
 
-def _from_pydantic(shown: str, loaded: LoadedYaml, err: Any) -> str:
-    loc: Path_ = tuple(part for part in err["loc"] if not _is_union_tag(part))
+def _loc(err: Any) -> Path_:
+    return tuple(part for part in err["loc"] if not _is_union_tag(part))
+
+
+def _from_pydantic(shown: str, loaded: LoadedYaml, loc: Path_, err: Any) -> str:
     kind, message = err["type"], err["msg"]
     value = err.get("input")
     if kind == "extra_forbidden":

@@ -14,7 +14,7 @@ from typing import Final
 from labctl.config.yamlpos import Path_
 from labctl.model import Lab
 
-# What browsers do with these TLDs (looked up, issue 11): a lab under one of them is reachable with
+# What browsers do with these TLDs (looked up in their source and docs): a lab under one is reachable with
 # curl through the hosts file but not (or not as expected) in a browser.
 _TLD_NOTES: Final = {
     "local": "is multicast DNS (RFC 6762): macOS and Linux with nss-mdns ask the local network "

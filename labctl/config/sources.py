@@ -9,6 +9,7 @@ links, never followed); private files (keys, .env, credentials) stay home unless
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Final, Literal
 
 from labctl.config.files import kind_of
 from labctl.config.yamlpos import Path_
+from labctl.config.yamlscalars import cut
 from labctl.model import App
 
 MIB: Final = 1024 * 1024
@@ -63,6 +65,8 @@ _GIT_HOST_RE: Final = re.compile(
 )
 _GIT_URL_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$")
 _SCP_LIKE_RE: Final = re.compile(r"^([^/:]+):(?!//)(.*)$")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newlines, ESC: never part of an app's path
+MAX_START_PATH: Final = 1000
 
 
 def git_url_problem(url: str) -> str | None:
@@ -136,15 +140,34 @@ def is_private(relative: str, include: Sequence[str]) -> bool:
     )
 
 
+def source_dir_problem(base_dir: Path | None, raw: str) -> str | None:
+    """Why `source.path` is not a folder labctl can walk (its text; with `base_dir`, the folder
+    too), or None. Never raises: a name too long, a folder without permission or a control
+    character is a problem of the field."""
+    if _CONTROL.search(raw):
+        return f"{cut(raw)!r} contains a control character; a path has none"
+    if not raw or len(raw) > MAX_START_PATH:
+        return f"{cut(raw)!r} is not a folder path"
+    if base_dir is None:
+        return None
+    try:
+        mode = (base_dir / raw).stat().st_mode
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"{cut(raw)!r}: {exc.strerror or 'cannot be read'}"
+        mode = 0
+    if not stat.S_ISDIR(mode):
+        return f"{raw!r} is not a directory (relative paths start at lab.yaml's folder)"
+    return None
+
+
 def walk_source(base_dir: Path, raw: str, include: Sequence[str] = ()) -> SourceWalk:
     """What a `source: path` app would pack, or the problems that refuse it."""
     base = base_dir.resolve()
+    problem = source_dir_problem(base_dir, raw)
+    if problem is not None:
+        return SourceWalk(base_dir / raw, problems=(problem,))
     root = (base_dir / raw).resolve()
-    if not root.is_dir():
-        return SourceWalk(
-            root,
-            problems=(f"{raw!r} is not a directory (relative paths start at lab.yaml's folder)",),
-        )
     if root != base and base not in root.parents:
         return SourceWalk(
             root,
@@ -262,15 +285,38 @@ class _Walker:
         self.entries.append(SourceEntry(child, "link", target=PurePosixPath(relative).as_posix()))
 
 
+def start_path_problem(key: Literal["script", "serve"], value: str) -> str | None:
+    """Why `start.script` / `start.serve` cannot be that path, whatever the source: it must stay
+    inside the app's folder, and a script must name a file (pm2 would run the folder)."""
+    parts = value.split("/")
+    if _CONTROL.search(value):
+        return f"{cut(value)!r} contains a control character; a path has none"
+    if not value or value.startswith("/") or ".." in parts or len(value) > MAX_START_PATH:
+        return f"{cut(value, 100)!r} must be a path inside the app's folder"
+    if key == "script" and parts[-1] in ("", "."):
+        return f"{value!r} names a folder; script: names the Node file pm2 runs (like server.js)"
+    return None
+
+
 def start_problems(walk: SourceWalk, app: App) -> list[tuple[Path_, str]]:
-    """`start.script` must be a file and `start.serve` a folder of what gets packed, unless
-    `app.build` runs first on the VM (it may make them)."""
+    """`start.script` must be a file and `start.serve` a folder of what gets packed; unless
+    `app.build` runs first on the VM (it may make them), they must also exist."""
     start = app.start
-    if start is None or walk.problems or app.build is not None:
+    if start is None or walk.problems:
         return []
     found: list[tuple[Path_, str]] = []
     for key, value, kind in (("script", start.script, "file"), ("serve", start.serve, "dir")):
-        if value is not None and not walk.has(value, kind):
+        other = "dir" if kind == "file" else "file"
+        # a folder where a file belongs (or the reverse): no build turns one into the other
+        if value is not None and walk.has(value, other):
+            found.append(
+                (
+                    ("app", "start", key),
+                    f"{value!r} is a {'folder' if other == 'dir' else 'file'} in app.source.path; "
+                    + ("script: names a Node file" if key == "script" else "serve: names a folder"),
+                )
+            )
+        elif value is not None and app.build is None and not walk.has(value, kind):
             what = "a file" if kind == "file" else "a folder"
             found.append(
                 (

@@ -1,12 +1,11 @@
-"""Rules for lab.yaml values whose meaning depends on what runs on the VM (issue 11): env names
+"""Rules for lab.yaml values whose meaning depends on what runs on the VM: env names
 bash or labctl own, ports sshd or a non-root app cannot have, `start:` options that would be
-ignored, Multipass daemon addresses, local image files. Called from `load.cross_check`; each rule
+ignored, local image files. Called from `load.cross_check`; each rule
 returns (field path, message) pairs, reported with the line of that field.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Final
 
@@ -15,7 +14,7 @@ from labctl.config.sources import git_url_problem
 from labctl.config.yamlpos import Path_
 from labctl.model import Lab
 
-SSH_PORT: Final = 22  # Multipass reaches every VM over ssh (multipass exec/shell)
+SSH_PORT: Final = 22  # sshd on every Ubuntu image (Multipass reaches its VMs through it)
 FIRST_UNPRIVILEGED_PORT: Final = 1024  # Ubuntu's net.ipv4.ip_unprivileged_port_start
 # `bash -c 'UID=1'` fails with "readonly variable": provision-app.sh sources app.env under set -e.
 _BASH_READONLY: Final = frozenset({"UID", "EUID", "PPID", "SHELLOPTS", "BASHOPTS", "BASH_VERSINFO"})
@@ -52,13 +51,10 @@ _PROVISIONING: Final = {
     "PS4": "it changes bash's trace output",
     "NODE_APP_INSTANCE": "pm2 sets it for each instance",
 }
-_HOST_PORT_RE: Final = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})$"
-)
 
 
 def check_values(lab: Lab, base_dir: Path | None) -> list[tuple[Path_, str]]:
-    found = _env_names(lab) + _ports(lab) + _start(lab) + _addresses(lab) + _git(lab)
+    found = _env_names(lab) + _ports(lab) + _start(lab) + _git(lab)
     if base_dir is not None:
         found += _image_file(lab.image)
     return found
@@ -155,26 +151,6 @@ def _git(lab: Lab) -> list[tuple[Path_, str]]:
             f'{url!r} is not a git URL (like "https://github.com/owner/repo"): {problem}',
         )
     ]
-
-
-def address_problem(address: str) -> str | None:
-    if address.startswith("unix:"):
-        return None if address[5:].startswith("/") else "a unix: address needs an absolute path"
-    match = _HOST_PORT_RE.fullmatch(address)
-    if match is None:
-        return 'expected HOST:PORT (like "10.0.0.5:50051") or unix:/path/to/socket'
-    if not 1 <= int(match.group(1)) <= 65535:
-        return f"port {match.group(1)} is not between 1 and 65535"
-    return None
-
-
-def _addresses(lab: Lab) -> list[tuple[Path_, str]]:
-    found: list[tuple[Path_, str]] = []
-    for i, host in enumerate(lab.hosts):
-        problem = None if host.address is None else address_problem(host.address)
-        if problem:
-            found.append((("hosts", i, "address"), f"{host.address!r}: {problem}"))
-    return found
 
 
 def _image_file(image: str) -> list[tuple[Path_, str]]:

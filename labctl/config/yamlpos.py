@@ -8,14 +8,22 @@ Hostile YAML is bounded before anything is built: nesting is capped while compos
 composer recurses, so `[[[[...` would overflow the stack), and the size the document would have with
 every alias expanded is counted on the node graph first, so an alias bomb ("billion laughs") or a
 recursive alias (`&a [*a]`) is refused in linear time instead of hanging or eating memory.
+
+Scalars are checked as they are built (config/yamlscalars.py): a number YAML 1.1 would read other
+than as written (`03000`, `1:20`, `.inf`) or a value its constructor rejects (`!!int abc`,
+2024-02-30) becomes a problem of its field, and the field keeps the text as written, so no value
+YAML made up reaches the model. Mapping keys are always their text (`yes:` is the key "yes").
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
+
+from labctl.config.yamlscalars import constructor_problem, number_problem, value_problem
 
 Path_ = tuple[str | int, ...]
 
@@ -23,6 +31,7 @@ MAX_DEPTH: Final = 32  # nesting levels; a lab.yaml needs 5
 MAX_VALUES: Final = 20_000  # values with every alias expanded; a big lab.yaml has a few hundred
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _BINARY_TAG: Final = "tag:yaml.org,2002:binary"
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _PLAIN_TAGS: Final[dict[type, str]] = {
     yaml.MappingNode: "tag:yaml.org,2002:map",
     yaml.SequenceNode: "tag:yaml.org,2002:seq",
@@ -40,6 +49,7 @@ class LoadedYaml:
     data: Any
     positions: dict[Path_, Position] = field(default_factory=dict)
     duplicates: list[tuple[Path_, Position]] = field(default_factory=list)
+    problems: list[tuple[Path_, str]] = field(default_factory=list)  # scalars refused as written
 
     def position_of(self, path: Path_) -> Position | None:
         """Position of `path`, or of its closest ancestor that exists (for missing keys)."""
@@ -214,7 +224,31 @@ class _Builder:
             raise yaml.constructor.ConstructorError(
                 None, None, "binary values (!!binary) are not allowed in lab.yaml", node.start_mark
             )
-        return self.constructor.construct_object(node, deep=True)
+        assert isinstance(node, yaml.ScalarNode)  # the composer makes only these three kinds
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        _refuse_surrogates(node)
+        problem = number_problem(node.tag, node.value, lambda: _fresh_value(node))
+        if problem is None:
+            try:
+                value = self.constructor.construct_object(node, deep=True)
+                problem = value_problem(node.value, value)
+                if problem is None:
+                    return value
+            except yaml.YAMLError:
+                raise  # an unknown tag: positioned by the caller
+            # PyYAML's scalar constructors raise what int(), float(), datetime() or a dict
+            # lookup raise (`!!int abc`, 2024-02-30, `!!bool maybe`, `!!timestamp x`)
+            except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+                self.constructor.recursive_objects.pop(node, None)  # else an alias of it "recurses"
+                resolved = self.constructor.resolve(  # type: ignore[no-untyped-call]  # no hints
+                    yaml.ScalarNode, node.value, (True, False)
+                )
+                implicit = node.style is None and resolved == node.tag  # no `!!tag` written
+                problem = constructor_problem(node.tag, node.value, implicit, exc)
+        self.out.problems.append((path, problem))
+        return node.value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         if id(node) not in self.merged:  # an aliased mapping is flattened once, built again
@@ -229,7 +263,8 @@ class _Builder:
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a plain value", key_node.start_mark
                 )
-            key_text = str(self.constructor.construct_object(key_node))
+            _refuse_surrogates(key_node)
+            key_text = str(key_node.value)  # as written: YAML 1.1 would read `yes:` as True
             child = (*path, key_text)
             where = _pos(key_node.start_mark)
             if index < merged:
@@ -241,3 +276,20 @@ class _Builder:
                 self.out.positions[child] = where  # an own key overrides a merged one
             result[key_text] = self.build(value_node, child)
         return result
+
+
+def _refuse_surrogates(node: yaml.ScalarNode) -> None:
+    # `"\ud800"` in double quotes makes half a UTF-16 pair: no file, argv or terminal can take it
+    odd = _SURROGATE.search(node.value)
+    if odd is not None:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"\\u{ord(odd.group()):04x} is half of a UTF-16 surrogate pair, not a character",
+            node.start_mark,
+        )
+
+
+def _fresh_value(node: yaml.ScalarNode) -> Any:
+    # a constructor of its own: the builder's caches what it built, this one is thrown away
+    return yaml.SafeLoader("").construct_object(node)

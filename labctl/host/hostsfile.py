@@ -13,13 +13,16 @@ import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from labctl.errors import HostsFileError
+from labctl.errors import HostsFileError, LabctlError
 from labctl.host import privileged
+from labctl.host.state import LockHolder, read_holder, write_holder
+from labctl.safefs import PrivateDir
 
 BEGIN: Final = "# BEGIN labctl {lab}"
 END: Final = "# END labctl {lab}"
@@ -105,27 +108,93 @@ def read_hosts(path: Path) -> str:
         raise HostsFileError(f"cannot read hosts file {path}: {exc.strerror}") from None
 
 
+HOSTS_LOCK_WAIT: Final = 60.0  # seconds; a hosts update takes milliseconds (a sudo prompt longer)
+
+
+def hosts_lock_dir() -> Path:
+    """Where the hosts-file lock lives: a folder only root (or this user) can write.
+
+    Never the shared temp dir, where any local user could hold the lock or plant a link there.
+    Root uses /run/labctl; a user (who writes the hosts file through sudo) uses their own runtime
+    folder, so runs by different users are not serialized with each other.
+    """
+    if os.geteuid() == 0:
+        return Path("/run/labctl") if Path("/run").is_dir() else Path("/var/run/labctl")
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return (Path(runtime) if Path(runtime).is_absolute() else Path.home() / ".cache") / "labctl"
+
+
 @contextlib.contextmanager
-def _hosts_lock(path: Path) -> Iterator[None]:
+def _hosts_lock(path: Path, lab: str, wait: float) -> Iterator[None]:
     # Two labs may update the same hosts file at once; serialize read-modify-write so neither
-    # loses the other's block. The lock lives in the temp dir: /etc is not writable for users.
+    # loses the other's block. A held lock is waited for `wait` seconds, then named.
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"labctl-hosts-{digest}.lock"
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    name = f"hosts-{digest}.lock"
+    directory = PrivateDir.open(
+        hosts_lock_dir(), create=True, label="the hosts-file lock directory"
+    )
+    assert directory is not None  # create=True
+    with directory:
+        fd = _take(directory, name, path, wait)
         try:
+            write_holder(fd, f"lab {lab}")
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            directory.remove(name)  # still held: whoever waits on it sees it gone and retries
+            os.close(fd)  # drops the flock
 
 
-def update_hosts(path: Path, lab: str, block: str | None, *, backup: Path | None = None) -> bool:
+def _take(directory: PrivateDir, name: str, path: Path, wait: float) -> int:
+    """The lock file `name`, flocked: waited for up to `wait` seconds, then HostsFileError."""
+    deadline = time.monotonic() + wait
+    while True:
+        fd = directory.open_lock(name)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _busy(path, read_holder(fd), wait) from None
+                    time.sleep(0.05)
+            if directory.names(fd, name):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # its last holder removed it on release: take the one at the name now
+
+
+def _busy(path: Path, holder: LockHolder | None, wait: float) -> HostsFileError:
+    who = (
+        f"labctl PID {holder.pid} ({holder.command}, since "
+        f"{time.strftime('%H:%M:%S', time.localtime(holder.since))})"
+        if holder is not None
+        else "another labctl process"
+    )
+    return HostsFileError(
+        f"the hosts file {path} is being changed by {who}; waited {wait:.0f} s, nothing was "
+        "changed",
+        hint="Run your command again when it is done"
+        + (f", or stop it (kill {holder.pid})." if holder is not None else "."),
+    )
+
+
+def update_hosts(
+    path: Path,
+    lab: str,
+    block: str | None,
+    *,
+    backup: Callable[[str], None] | None = None,
+    lock_wait: float = HOSTS_LOCK_WAIT,
+) -> bool:
     """Set (or remove, when `block` is None) this lab's block. Returns True if the file changed.
 
-    With `backup`, the file's previous text is saved there first (the last version before
-    labctl changed it), so a damaged hosts file can always be put back by hand.
+    With `backup`, it is given the file's previous text first (the last version before labctl
+    changed it: `LabState.save_hosts_backup`), so a damaged hosts file can always be put back.
     """
-    with _hosts_lock(path):
+    with _hosts_lock(path, lab, lock_wait):
         old = read_hosts(path)
         new = apply_block(old, lab, block)
         if new == old:
@@ -136,14 +205,12 @@ def update_hosts(path: Path, lab: str, block: str | None, *, backup: Path | None
         return True
 
 
-def _save_backup(backup: Path, text: str) -> None:
+def _save_backup(backup: Callable[[str], None], text: str) -> None:
     try:
-        backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(backup, text)
-    except OSError as exc:
+        backup(text)
+    except LabctlError as exc:
         raise HostsFileError(
-            f"cannot save the hosts backup {backup}: {exc.strerror or exc}; the hosts file was "
-            "left as it was"
+            f"cannot save the hosts backup: {exc.message}; the hosts file was left as it was"
         ) from None
 
 

@@ -3,6 +3,9 @@
 A check sends a bounded number of requests to the address the domain resolves to, with the
 domain as Host header (as a browser would), and records which backend answered each one from the
 `X-Lab-Backend` header ($upstream_addr) that the rendered nginx site adds.
+
+Every request is bounded in time as a whole (bounded_http.py): the VMs that answer are the
+students', and a peer that trickles bytes ends the request at its `timeout` like a silent one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from tenacity import (
 )
 
 from labctl.errors import ProbeTimeoutError
+from labctl.host import bounded_http
 
 BACKEND_HEADER: Final = "X-Lab-Backend"
+BODY_LIMIT: Final = 65536  # bytes of a page that are read; the rest is never received
 T = TypeVar("T")
 Resolver = Callable[[str], list[str]]
 
@@ -48,22 +53,26 @@ class HttpAnswer:
 
 
 def http_get(ip: str, port: int, host: str, *, path: str = "/", timeout: float = 5.0) -> HttpAnswer:
-    """One GET to ip:port with `Host: host`; never raises."""
+    """One GET to ip:port with `Host: host`, over within `timeout` seconds in all; never raises."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": host, "User-Agent": "labctl-probe"})
-        response = conn.getresponse()
-        response.read(65536)
-        return HttpAnswer(
-            response.status,
-            last_upstream(response.getheader(BACKEND_HEADER)),
-            seconds=time.monotonic() - started,
-        )
+        answer = _get(ip, port, host, path=path, timeout=timeout, agent="labctl-probe")
     except (OSError, http.client.HTTPException) as exc:
-        return HttpAnswer(None, None, error=_describe(exc), seconds=time.monotonic() - started)
-    finally:
-        conn.close()
+        return HttpAnswer(
+            None, None, error=bounded_http.describe(exc), seconds=time.monotonic() - started
+        )
+    return HttpAnswer(
+        answer.status,
+        last_upstream(answer.header(BACKEND_HEADER)),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _get(
+    ip: str, port: int, host: str, *, path: str, timeout: float, agent: str, limit: int = BODY_LIMIT
+) -> bounded_http.Answer:
+    headers = {"Host": host, "User-Agent": agent}
+    return bounded_http.get(ip, port, path=path, headers=headers, timeout=timeout, body_limit=limit)
 
 
 def last_upstream(header: str | None) -> str | None:
@@ -72,16 +81,6 @@ def last_upstream(header: str | None) -> str | None:
         return None
     last = header.replace(" : ", ",").split(",")[-1].strip()
     return last or None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -139,14 +138,17 @@ def check_domain(
     expected_backends: frozenset[str],
     requests: int,
     timeout: float = 5.0,
+    deadline: float | None = None,
     resolver: Resolver = resolve,
     use_resolution: bool = True,
 ) -> DomainCheck:
     """Resolve `domain`, then send up to `requests` GETs; stop early once every backend answered.
 
-    With `use_resolution=False` (hosts file not managed) the requests go straight to the load
-    balancer's address, still with the domain as Host header.
+    Each GET is over within `timeout` seconds, all of them within `deadline` seconds (default:
+    `requests` x `timeout`). With `use_resolution=False` (hosts file not managed) the requests go
+    straight to the load balancer's address, still with the domain as Host header.
     """
+    end = time.monotonic() + (deadline if deadline is not None else max(1, requests) * timeout)
     resolved = tuple(resolver(domain))
     target = (resolved[0] if resolved else None) if use_resolution else expected_ip
     if expected_ip and expected_ip in resolved:
@@ -163,7 +165,11 @@ def check_domain(
     seen: set[str] = set()
     error = ""
     for _ in range(max(1, requests)):
-        answer = http_get(target, port, domain, timeout=timeout)
+        left = end - time.monotonic()
+        if left <= 0 and statuses:
+            error = error or f"out of time after {len(statuses)} requests"
+            break
+        answer = http_get(target, port, domain, timeout=max(min(timeout, left), 0.001))
         statuses.append(answer.status)
         error = answer.error or error
         if answer.status == 200 and answer.backend:
@@ -249,13 +255,15 @@ class Tally:
 def hammer(
     ip: str, port: int, host: str, *, requests: int, deadline: float, timeout: float = 10.0
 ) -> Tally:
-    """Send up to `requests` sequential GETs, stopping at `deadline` seconds (bounded both ways)."""
+    """Send up to `requests` sequential GETs, all over within `deadline` seconds (bounded both
+    ways: a GET gets at most `timeout` and never more than the time left)."""
     tally = Tally()
     end = time.monotonic() + deadline
     for _ in range(requests):
-        if time.monotonic() > end:
+        left = end - time.monotonic()
+        if left <= 0:
             break
-        tally.add(http_get(ip, port, host, timeout=timeout))
+        tally.add(http_get(ip, port, host, timeout=min(timeout, left)))
     return tally
 
 
@@ -270,20 +278,16 @@ class HttpPage:
 
 
 def fetch(
-    ip: str, port: int, host: str, *, path: str = "/", timeout: float = 5.0, limit: int = 65536
+    ip: str, port: int, host: str, *, path: str = "/", timeout: float = 5.0, limit: int = BODY_LIMIT
 ) -> HttpPage:
-    """GET `path` from ip:port with `Host: host`, the first `limit` bytes of the body; never raises."""
-    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    """GET `path` from ip:port with `Host: host`, over within `timeout` seconds in all, the first
+    `limit` bytes of the body; never raises."""
     try:
-        conn.request("GET", path, headers={"Host": host, "User-Agent": "labctl-check"})
-        response = conn.getresponse()
-        body = response.read(limit).decode("utf-8", errors="replace")
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return HttpPage(response.status, headers, body)
+        answer = _get(ip, port, host, path=path, timeout=timeout, agent="labctl-check", limit=limit)
     except (OSError, http.client.HTTPException) as exc:
-        return HttpPage(None, error=_describe(exc))
-    finally:
-        conn.close()
+        return HttpPage(None, error=bounded_http.describe(exc))
+    headers = {name.lower(): value for name, value in answer.headers}
+    return HttpPage(answer.status, headers, answer.body.decode("utf-8", errors="replace"))
 
 
 def retry_attempts(

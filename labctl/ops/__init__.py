@@ -2,6 +2,7 @@
 
 Each takes a LabContext (context.py) and returns a frozen result; progress goes out as events;
 nothing here prints. classroom/ is the fan-out of these use cases over a class's students.
-May import: labctl.config, labctl.render, labctl.multipass, labctl.host, labctl.errors,
+May import: labctl.config, labctl.render, labctl.engine (base, registry, proxy, recording:
+never an engine's own package), labctl.host, labctl.errors,
 labctl.model. Single-lab use cases never import classroom/.
 """

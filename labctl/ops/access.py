@@ -1,9 +1,10 @@
 """`labctl logs|shell|exec VM`: look inside one lab VM.
 
 `logs` reads the VM's main log by role (nginx's error log on the LB VM, pm2's logs on an app VM)
-or the one asked for; `--follow` hands the terminal to `tail -F` through multipass. `shell` and
-`exec` hand the terminal to `multipass shell` / `multipass exec` and forward the exit code.
-A stopped VM is refused rather than started behind the user's back (exec auto-starts, §2.4).
+or the one asked for; `--follow` hands the terminal to `tail -F` through the engine. `shell` and
+`exec` hand the terminal to the engine's own shell / exec and forward the exit code.
+A stopped VM is refused rather than started behind the user's back (some engines start a stopped
+instance to exec into it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from labctl.engine.base import State
 from labctl.errors import ConfigError, LabctlError
 from labctl.model import Vm
 from labctl.ops.context import LabContext, classify_instances
@@ -40,7 +42,7 @@ def _vm(ctx: LabContext, name: str) -> tuple[Vm, str]:
         known = ", ".join(v.name for v in ctx.lab.vms)
         raise ConfigError([f"no VM named {name!r} in lab {ctx.lab.name!r} (VMs: {known})"])
     instance = ctx.instance(vm)
-    ownership = classify_instances(ctx, ctx.multipass.list())
+    ownership = classify_instances(ctx, ctx.engine.list())
     if vm.name in ownership.foreign:
         raise LabctlError(
             f"{instance} exists but is not lab {ctx.lab.name!r}'s; labctl does not touch it"
@@ -48,13 +50,13 @@ def _vm(ctx: LabContext, name: str) -> tuple[Vm, str]:
     inst = ownership.ours.get(vm.name)
     if inst is None:
         raise LabctlError(f"{instance} does not exist", hint="Run `labctl up` first.")
-    if inst.state != "Running":
+    if inst.state is not State.RUNNING:
         raise LabctlError(
-            f"{instance} is {inst.state}, not Running",
+            f"{instance} is {inst.shown_state}, not running",
             hint="Start the lab with `labctl up`"
             + (
                 f", or rebuild it with `labctl reset {vm.name} --rebuild`."
-                if inst.state == "Unknown"
+                if inst.state is State.BROKEN
                 else "."
             ),
         )
@@ -87,26 +89,26 @@ def logs(
     if follow:
         at = argv.index("tail") + 1
         argv = [*argv[:at], "-F", *argv[at:]]  # -F: keeps following across log rotation
-        code = _hand_over(ctx, ["exec", instance, "--", *argv])
+        code = _hand_over(ctx, instance, argv)
         return LogsResult(vm.name, instance, chosen, "", code)
-    result = ctx.multipass.exec(instance, argv, timeout=60)
+    result = ctx.engine.exec(instance, argv, timeout=60)
     return LogsResult(vm.name, instance, chosen, result.stdout + result.stderr, result.returncode)
 
 
 def shell(ctx: LabContext, name: str) -> int:
     _, instance = _vm(ctx, name)
-    return _hand_over(ctx, ["shell", instance])
+    return _hand_over(ctx, instance, None)
 
 
 def exec_in(ctx: LabContext, name: str, argv: list[str]) -> int:
     if not argv:
         raise ConfigError(["exec: give the command after --, e.g. labctl exec app1 -- uptime"])
     _, instance = _vm(ctx, name)
-    return _hand_over(ctx, ["exec", instance, "--", *argv])
+    return _hand_over(ctx, instance, argv)
 
 
-def _hand_over(ctx: LabContext, args: list[str]) -> int:
+def _hand_over(ctx: LabContext, instance: str, argv: list[str] | None) -> int:
     try:
-        return ctx.multipass.interactive(args)
+        return ctx.engine.interactive(instance, argv)
     except KeyboardInterrupt:  # Ctrl-C ends `tail -F`/the remote command, not labctl's business
         return 130

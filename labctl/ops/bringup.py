@@ -2,8 +2,8 @@
 cloud-init and, while other VMs of the lab still wait for a launch slot, take its baseline.
 
 Every VM runs in a thread, so the LB VM is never queued behind the app VMs; a semaphore bounds
-concurrent launches (multipass #3336 crashes the daemon on many simultaneous launches), handed
-out longest-expected first (ops/launch_order.py).
+concurrent launches (many simultaneous launches crash an engine's daemon: Multipass #3336),
+handed out longest-expected first (ops/launch_order.py).
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from labctl.errors import CommandTimeoutError, LabctlError, MultipassError
+from labctl.engine.base import OPERATION_TIMEOUT, Instance, LaunchSpec, State
+from labctl.errors import CommandTimeoutError, EngineError, LabctlError, SnapshotsUnsupportedError
 from labctl.host.agent import lab_key, vm_key
 from labctl.model import Vm
-from labctl.multipass.adapter import OPERATION_TIMEOUT, Instance, SnapshotsUnsupportedError
 from labctl.ops.archive import app_archive
-from labctl.ops.context import LabContext
+from labctl.ops.context import LabContext, ownership_labels
 from labctl.ops.failures import StageFailure, cloud_init_failure
 from labctl.ops.hints import after_launch_failure
 from labctl.ops.launch_order import LaunchOrder, lpt_order
 from labctl.ops.logtail import tail_cloud_init_log
-from labctl.ops.snapshot import BASELINE, now_utc, unavailable_reason
+from labctl.ops.snapshot import BASELINE, BaselineSupport, now_utc
 from labctl.render.assets import Assets, read_assets
-from labctl.render.userdata import render_user_data
+from labctl.render.userdata import CLOUD_INIT_WAIT_COMMAND, render_user_data
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,15 @@ class VmOutcome:
     action: str  # launched | started | recovered | existing
     ip: str | None = None
     cloud_init: str = ""  # done | degraded
-    early_baseline: bool = False  # its baseline was taken while other VMs launched (issue 14)
+    early_baseline: bool = False  # its baseline was taken while other VMs launched
 
 
 class EarlyBaseline:
     """The baseline snapshot of a VM that is done while others of its lab still wait for a launch
-    slot: stop, snapshot, start, before the LB points at it (issue 14).
+    slot: stop, snapshot, start, before the LB points at it.
 
-    Multipass snapshots only stopped instances (multipass.md §2.8), so after a healthy `up` the
-    whole lab used to stop and start once more while the user waited. A VM that finishes while
+    On an engine whose snapshots need a stopped instance, a healthy `up` would otherwise stop and
+    start the whole lab once more while the user waits. A VM that finishes while
     another VM of the lab has not even begun its launch is off the critical path by a whole launch
     (minutes; a stop/snapshot/start cycle takes seconds), and nothing serves through it yet: its
     cycle costs the user nothing. The VMs of the last wave take theirs after `up` served
@@ -51,55 +51,48 @@ class EarlyBaseline:
     baseline taken before the wiring is as good as one taken after.
     """
 
-    def __init__(self, ctx: LabContext) -> None:
+    def __init__(self, ctx: LabContext, support: BaselineSupport) -> None:
         self.ctx = ctx
-        self._lock = threading.Lock()
-        self._why_not: str | None = None
-        self._checked = False
+        self.support = support  # shared with the baseline step after serving
 
     def wanted(self, vm: Vm) -> bool:
-        """Baselines are on, this VM has none yet, and this Multipass can take one."""
+        """Baselines are on, this VM has none yet, and this engine can take one (only where a
+        snapshot needs a stopped instance: elsewhere the baseline costs nothing after serving)."""
         ctx = self.ctx
-        if not ctx.lab.snapshots.baseline:
+        if not ctx.engine.capabilities.snapshot_needs_stop:
             return False
-        if vm.name in ctx.lab_state.snapshots().get(BASELINE, {}).get("vms", {}):
+        if not ctx.lab.snapshots.baseline or vm.name in ctx.lab_state.snapshot_vms(BASELINE):
             return False
-        with self._lock:  # asked once per up (version + driver), by the first VM that is done
-            if not self._checked:
-                self._why_not = ctx.lab_state.note("baseline_skipped") or unavailable_reason(ctx)
-                self._checked = True
-            return self._why_not is None
+        return self.support.why_not() is None
 
     def take(self, vm: Vm) -> bool:
         """True when the snapshot was taken. The VM always ends running: _StageError if not."""
-        ctx, mp, name = self.ctx, self.ctx.multipass, self.ctx.instance(vm)
+        ctx, engine, name = self.ctx, self.ctx.engine, self.ctx.instance(vm)
         ctx.emit(
             "baseline", "start", f"baseline snapshot of {name} while others launch", vm=vm.name
         )
         taken = False
         try:
-            mp.stop([name], timeout=OPERATION_TIMEOUT)
-            mp.snapshot(name, BASELINE, comment=f"labctl lab {ctx.lab.name}")
+            engine.stop([name], timeout=OPERATION_TIMEOUT)
+            engine.snapshot(name, BASELINE, comment=f"labctl lab {ctx.lab.name}")
             taken = True
             ctx.lab_state.add_snapshot_vm(
                 BASELINE, vm.name, name, created=now_utc(), lab_digest=ctx.lab_file.digest
             )
         except SnapshotsUnsupportedError as exc:
-            with self._lock:
-                self._why_not = exc.message
-            ctx.lab_state.set_note("baseline_skipped", exc.message)
+            self.support.refuse(exc.message)
             ctx.emit("baseline", "skip", f"no baseline snapshot: {exc.message}", vm=vm.name)
-        except MultipassError as exc:  # the lab-wide baseline after serving tries it again
+        except EngineError as exc:  # the lab-wide baseline after serving tries it again
             ctx.emit("baseline", "info", f"not now ({exc.message}); after serving", vm=vm.name)
         finally:
             try:
-                mp.start([name], timeout=ctx.lab.waits.launch)
-            except MultipassError as exc:
+                engine.start([name], timeout=ctx.lab.waits.launch)
+            except EngineError as exc:
                 raise _StageError(
                     "baseline",
                     LabctlError(
                         f"{name} did not start again after its baseline snapshot: {exc.message}",
-                        hint=f"`labctl up` again starts it (multipass start {name}).",
+                        hint="`labctl up` again starts it.",
                     ),
                 ) from None
         if taken:
@@ -130,7 +123,6 @@ def bring_up_vms(
     vms: list[Vm],
     existing: Mapping[str, Instance],
     *,
-    max_parallel: int = 4,
     archive: bytes | None = None,
     baseline: EarlyBaseline | None = None,
     settled: Callable[[], None] | None = None,
@@ -140,15 +132,15 @@ def bring_up_vms(
 
     `settled` is called once every VM is running for good (launched or started, and past any
     stop of its own for an early baseline), while the last ones may still wait for cloud-init:
-    from then on `multipass list` shows the addresses the LB will get (`up` asks for them then).
+    from then on the engine's listing shows the addresses the LB will get (`up` asks then).
 
     On Ctrl-C nothing more is launched: the VMs still waiting for a launch slot give up, and the
     KeyboardInterrupt goes on to the caller.
     """
     assets = read_assets()
     archive = archive if archive is not None else app_archive(ctx.lab_file)
-    launch_slots = ctx.launch_slots or threading.BoundedSemaphore(max(1, max_parallel))
-    # Only the VMs that will take a slot queue for one, heaviest first (LPT, issue 14).
+    launch_slots = ctx.launch_slots or threading.BoundedSemaphore(max(1, ctx.options.max_parallel))
+    # Only the VMs that will take a slot queue for one, heaviest first (LPT: the longest first).
     slotted = [vm for vm in vms if _takes_slot(existing.get(vm.name))]
     order = LaunchOrder(launch_slots, [vm.name for vm in lpt_order(ctx.lab, slotted)])
     cancel = threading.Event()
@@ -181,7 +173,7 @@ def bring_up_vms(
             raise
         except LabctlError as exc:
             if cancel.is_set():
-                return None  # Ctrl-C killed this VM's multipass call: not a failure of the VM
+                return None  # Ctrl-C killed this VM's engine call: not a failure of the VM
             # _StageError says which stage failed; any other error came from the launch itself
             stage = exc.stage if isinstance(exc, _StageError) else "launch"
             ctx.emit(stage, "fail", exc.message, vm=vm.name)
@@ -221,11 +213,15 @@ def _bring_up(
 ) -> tuple[VmOutcome | None, bool]:
     """The VM's outcome, and whether other VMs were still queued for a slot when it got its own
     launch or start done (read before its slot goes to the next one; also told to `launched`)."""
-    lab, mp, name = ctx.lab, ctx.multipass, ctx.instance(vm)
+    lab, engine, name = ctx.lab, ctx.engine, ctx.instance(vm)
     others_queued = False
     if existing is None:
         action = "launched"
-        key = lab_key(ctx.lab_state.directory, create=True)
+        key = lab_key(
+            ctx.lab_state.directory,
+            create=True,
+            on_distrust=lambda why: ctx.emit("launch", "info", why, vm=vm.name),
+        )
         status_key = vm_key(key, name) if key is not None else None
         user_data = render_user_data(lab, vm, assets, app_archive=archive, status_key=status_key)
         with launch_slots.slot(vm.name):
@@ -234,54 +230,46 @@ def _bring_up(
             ctx.emit("launch", "start", f"launching {name}", vm=vm.name)
             ctx.lab_state.record(name, vm.name)  # before launching: an interrupted up still owns it
             try:
-                # launch itself waits for cloud-init's boot-finished (multipass.md §7): tail it
+                # a launch may wait for cloud-init's boot-finished (Multipass does): tail the log
                 with tail_cloud_init_log(ctx, vm, stage="launch"):
-                    mp.launch(
-                        name=name,
-                        image=lab.image,
-                        cpus=lab.cpus_of(vm),
-                        memory=lab.memory_of(vm),
-                        disk=lab.disk_of(vm),
-                        cloud_init=user_data,
-                        timeout=lab.waits.launch,
-                    )
-            except MultipassError as exc:
+                    engine.launch(launch_spec(ctx, vm, user_data))
+            except EngineError as exc:
                 hint, resumable = after_launch_failure(ctx, vm, exc)
                 raise _StageError(
                     "launch", LabctlError(exc.message, hint=hint), resumable=resumable
                 ) from None
             others_queued = launch_slots.waiting()
         ctx.emit("launch", "done", f"{name} launched", vm=vm.name)
-    elif existing.state in ("Stopped", "Suspended"):
+    elif existing.state is State.STOPPED:
         action = "started"
         with launch_slots.slot(vm.name):
-            ctx.emit("launch", "start", f"starting {name} ({existing.state})", vm=vm.name)
-            mp.start([name], timeout=lab.waits.launch)
+            ctx.emit("launch", "start", f"starting {name} ({existing.shown_state})", vm=vm.name)
+            engine.start([name], timeout=lab.waits.launch)
             others_queued = launch_slots.waiting()
-    elif existing.state == "Deleted":
+    elif existing.state is State.DELETED:
         action = "recovered"
         with launch_slots.slot(vm.name):
             ctx.emit("launch", "start", f"recovering deleted {name}", vm=vm.name)
-            mp.recover([name])
-            mp.start([name], timeout=lab.waits.launch)
+            engine.recover([name])
+            engine.start([name], timeout=lab.waits.launch)
             others_queued = launch_slots.waiting()
-    elif existing.state == "Unknown":
+    elif existing.state is State.BROKEN:
         raise _StageError(
             "launch",
             LabctlError(
-                f"{name} is in state Unknown (an earlier launch or start timed out)",
-                hint=f"Rebuild it: `labctl reset {vm.name} --rebuild` (or multipass delete "
-                f"--purge {name} and `labctl up` again).",
+                f"{name} is in state {existing.shown_state} (an earlier launch or start timed "
+                "out, or the engine lost track of it)",
+                hint=f"Rebuild it: `labctl reset {vm.name} --rebuild`.",
             ),
             resumable=False,
         )
     else:
-        action = "existing"  # Running, or Starting (a launch an earlier up left): cloud-init waits
+        action = "existing"  # running, or starting (a launch an earlier up left): cloud-init waits
     if cancel.is_set():
         return None, False
     # Running now, with its address. Not so a VM found Starting or Restarting (a launch an
     # earlier up left): it counts once its cloud-init is done, when the pipeline ends.
-    if existing is None or existing.state in ("Running", "Stopped", "Suspended", "Deleted"):
+    if _takes_slot(existing) or (existing is not None and existing.state is State.RUNNING):
         launched(others_queued)
     ctx.emit("cloud-init", "start", "waiting for cloud-init", vm=vm.name)
     ci = _wait_cloud_init(ctx, vm)
@@ -290,7 +278,23 @@ def _bring_up(
 
 
 def _takes_slot(existing: Instance | None) -> bool:
-    return existing is None or existing.state in ("Stopped", "Suspended", "Deleted")
+    return existing is None or existing.state in (State.STOPPED, State.DELETED)
+
+
+def launch_spec(ctx: LabContext, vm: Vm, user_data: str) -> LaunchSpec:
+    """What the engine launches for `vm`: sizes, image, user-data, ownership labels."""
+    lab = ctx.lab
+    return LaunchSpec(
+        name=ctx.instance(vm),
+        image=lab.image,
+        cpus=lab.cpus_of(vm),
+        memory=lab.memory_of(vm),
+        disk=lab.disk_of(vm),
+        user_data=user_data,
+        timeout=lab.waits.launch,
+        labels=ownership_labels(ctx, vm),
+        target=ctx.member,
+    )
 
 
 class _StageError(LabctlError):
@@ -306,12 +310,12 @@ class _StageError(LabctlError):
 
 
 def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
-    """`cloud-init status --wait`: 0 done, 2 degraded done (recoverable), 1 error (multipass.md §7.1)."""
+    """`cloud-init status --wait`: 0 done, 2 degraded done (recoverable), 1 error."""
     name = ctx.instance(vm)
     limit = ctx.lab.waits.cloud_init
     try:
         with tail_cloud_init_log(ctx, vm):
-            result = ctx.multipass.exec(name, ["cloud-init", "status", "--wait"], timeout=limit)
+            result = ctx.engine.exec(name, CLOUD_INIT_WAIT_COMMAND, timeout=limit)
     except CommandTimeoutError:
         raise _StageError(
             "cloud-init",
@@ -319,11 +323,11 @@ def _wait_cloud_init(ctx: LabContext, vm: Vm) -> str:
                 f"cloud-init on {name} did not finish within {limit:.0f} s (waits.cloud_init), or "
                 f"the VM stopped answering; {name} was left running",
                 hint=f"`labctl up` again keeps the VM and waits again; see its progress with "
-                f"`multipass exec {name} -- cloud-init status --long`; raise waits.cloud_init in "
+                f"`labctl exec {vm.name} -- cloud-init status --long`; raise waits.cloud_init in "
                 "lab.yaml for a slow app; `labctl down` removes the lab.",
             ),
         ) from None
-    except MultipassError as exc:
+    except EngineError as exc:
         raise _StageError("cloud-init", exc) from None
     if result.returncode == 0:
         return "done"

@@ -1,29 +1,56 @@
-"""What every use case works with: the lab, the Multipass adapter, and injectable side doors."""
+"""What every use case works with: the lab (at its course stage), the engine, the run's options,
+and injectable side doors (hosts file, resolver, clock, status agent)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal, Protocol
 
 from labctl.config.load import LabFile
-from labctl.errors import DaemonUnreachableError, MultipassError
+from labctl.engine.base import Engine, Instance, State
+from labctl.errors import ConfigError, EngineError
 from labctl.host import privileged
 from labctl.host.agent import StatusAgent, fetch_report
 from labctl.host.hostsfile import hosts_path
-from labctl.host.probes import Resolver, resolve
+from labctl.host.probes import DomainCheck, HttpAnswer, Resolver, check_domain, http_get, resolve
 from labctl.host.resources import HostResources, host_resources
 from labctl.host.state import LabState, LockHolder, state_dir
 from labctl.model import Lab, Vm
-from labctl.multipass.adapter import MIN_VERSION, Instance, Multipass, VersionInfo
+from labctl.ops.vm_schema import AnswerMisfitError, marker_of, parse_json
 from labctl.render.userdata import INSTANCE_MARKER_PATH
 
 EventKind = Literal["start", "done", "fail", "info", "skip", "log"]  # log: a line of a VM's log
+LABEL_LAB: Final = "labctl.lab"  # ownership labels, on engines that keep them
+LABEL_VM: Final = "labctl.vm"
+LABEL_STUDENT: Final = "labctl.student"
+
+
+class DomainProbe(Protocol):
+    """Checks the domain end to end (host/probes.check_domain); plan records instead."""
+
+    def __call__(
+        self,
+        domain: str,
+        *,
+        port: int,
+        expected_ip: str | None,
+        expected_backends: frozenset[str],
+        requests: int,
+        resolver: Resolver,
+        use_resolution: bool,
+        deadline: float | None = None,
+    ) -> DomainCheck: ...
+
+
+class AppProbe(Protocol):
+    """One GET to an app instance directly (host/probes.http_get); plan records instead."""
+
+    def __call__(self, ip: str, port: int, host: str, *, timeout: float) -> HttpAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -36,27 +63,77 @@ class Event:
     vm: str | None = None
 
 
+STAGE_NOTE: Final = "stage"  # where the lab's course stage is recorded in its state
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command line's overrides, resolved once when the context is built."""
+
+    stage: str | None = None  # --stage: bring the lab to this stage (and record it)
+    no_hosts: bool = False  # --no-hosts: never touch the hosts file, print the line instead
+    force: bool = False  # --force: go on past capacity and domain refusals
+    max_parallel: int = 4  # --max-parallel: launches at once
+
+
 @dataclass
 class LabContext:
+    """One lab as a command acts on it. Built once per command: the lab is put at its course stage
+    (`--stage`, else where it was brought up, else lab.yaml's) when the context is made."""
+
     lab_file: LabFile
-    multipass: Multipass
+    engine: Engine
+    options: RunOptions = field(default_factory=RunOptions)
     on_event: Callable[[Event], None] = lambda event: None
     hosts_file: Path = field(default_factory=hosts_path)
     resolver: Resolver = resolve
+    probe_domain: DomainProbe = check_domain
+    probe_app: AppProbe = http_get
     sleep: Callable[[float], None] = time.sleep
     probe_interval: float = 2.0
     state: LabState | None = None
     host: Callable[[], HostResources] = host_resources  # CPU/memory/disk, for capacity checks
     can_sudo: Callable[[], bool] = privileged.can_sudo
     # A launch bound shared with other labs (a class's students): `up` uses it instead of its own
-    # --max-parallel semaphore, so the whole class stays under one bound (multipass #3336).
+    # --max-parallel semaphore, so the whole class stays under one bound.
     launch_slots: threading.BoundedSemaphore | None = None
-    # How status reads a VM's report from its status agent; None: by `multipass exec` only.
+    # How status reads a VM's report from its status agent; None: by the engine's exec only.
     status_agent: StatusAgent | None = fetch_report
+
+    student: str | None = None  # in a class: whose lab this is
+    # The cluster member every instance of this lab is launched on (None: the engine chooses):
+    # one lab stays on one member, whose network its LB shares with its app instances.
+    member: str | None = None
+    yaml_stage: str = ""  # lab.yaml's own stage (lab_file is put at the stage that applies)
+    # Why the lab is not at lab.yaml's stage, for `up`, `reset` and `status` to say ("" if it is).
+    stage_note: str = ""
 
     def __post_init__(self) -> None:
         if self.state is None:
             self.state = LabState(state_dir(self.lab_file.base_dir, self.lab.name))
+        self.yaml_stage = self.yaml_stage or self.lab.stage
+        self._apply_stage()
+
+    def _apply_stage(self) -> None:
+        recorded = self.lab_state.note(STAGE_NOTE)
+        stage = self.options.stage or recorded or self.yaml_stage
+        try:
+            self.lab_file = self.lab_file.with_stage(stage)
+        except ConfigError:
+            if self.options.stage:
+                raise
+            self.lab_file = self.lab_file.with_stage(self.yaml_stage)  # not labctl's: lab.yaml's
+        self.stage_note = ""
+        if not self.options.stage and self.lab.stage != self.yaml_stage:
+            self.stage_note = (
+                f"lab {self.lab.name} stays at stage {self.lab.stage} (where it was brought up; "
+                f"lab.yaml says {self.yaml_stage}): `--stage {self.yaml_stage}` on up/reset moves it"
+            )
+
+    @property
+    def manage_hosts(self) -> bool:
+        """Whether labctl writes the hosts entry: lab.yaml at this stage, unless --no-hosts."""
+        return not self.options.no_hosts and self.lab.hosts_managed
 
     @property
     def lab(self) -> Lab:
@@ -87,25 +164,6 @@ class LabContext:
         return self.lab_state.lock(self.lab.name, command, on_stale=stale)
 
 
-def require_daemon(mp: Multipass, info: VersionInfo | None = None) -> str:
-    """Check multipassd answers and is new enough (`info`: its `version`, if just asked)."""
-    info = info or mp.version()
-    if info.daemon is None:
-        raise DaemonUnreachableError(
-            "multipass is installed but its daemon (multipassd) does not answer",
-            hint="Start it (Linux: sudo snap restart multipass; macOS/Windows: restart the "
-            "Multipass app) and try again.",
-        )
-    found = info.daemon_tuple()
-    if found is not None and found < MIN_VERSION:
-        wanted = ".".join(map(str, MIN_VERSION))
-        raise MultipassError(
-            f"Multipass {info.daemon} is too old; labctl needs {wanted} or newer",
-            hint="Upgrade it: sudo snap refresh multipass (Linux), brew upgrade multipass (macOS).",
-        )
-    return info.daemon
-
-
 @dataclass(frozen=True)
 class Ownership:
     """How each lab VM's instance name is used right now."""
@@ -118,9 +176,10 @@ class Ownership:
 def classify_instances(ctx: LabContext, instances: list[Instance]) -> Ownership:
     """Sort the lab's instance names into ours / missing / foreign. Never touches foreign ones.
 
-    An instance is ours if the local state says labctl launched it, or (state lost) if it is
-    running and its marker file names this lab and VM. A stopped unknown instance stays foreign:
-    exec would auto-start it (multipass.md §2.4), which is not ours to do.
+    An instance is ours if the local state says labctl launched it, or (state lost) if its
+    ownership labels name this lab and VM (engines that keep labels), or it is running and its
+    marker file says so. A stopped unknown instance stays foreign: an exec could start it (some
+    engines start a stopped instance to exec into it), which is not ours to do.
     """
     by_name = {inst.name: inst for inst in instances}
     owned = ctx.lab_state.owned()
@@ -132,7 +191,7 @@ def classify_instances(ctx: LabContext, instances: list[Instance]) -> Ownership:
         inst = by_name.get(name)
         if inst is None:
             missing.append(vm.name)
-        elif name in owned or (inst.state == "Running" and _marker_matches(ctx, inst, vm)):
+        elif name in owned or _labelled(ctx, inst, vm) or _marked(ctx, inst, vm):
             ours[vm.name] = inst
             if name not in owned:
                 ctx.lab_state.record(name, vm.name)
@@ -141,21 +200,33 @@ def classify_instances(ctx: LabContext, instances: list[Instance]) -> Ownership:
     return Ownership(ours, missing, foreign)
 
 
-def _marker_matches(ctx: LabContext, inst: Instance, vm: Vm) -> bool:
+def ownership_labels(ctx: LabContext, vm: Vm) -> dict[str, str]:
+    """The labels an instance of `vm` carries on engines that keep them."""
+    labels = {LABEL_LAB: ctx.lab.name, LABEL_VM: vm.name}
+    if ctx.student:
+        labels[LABEL_STUDENT] = ctx.student
+    return labels
+
+
+def _labelled(ctx: LabContext, inst: Instance, vm: Vm) -> bool:
+    if not ctx.engine.capabilities.keeps_labels:
+        return False
+    return inst.labels.get(LABEL_LAB) == ctx.lab.name and inst.labels.get(LABEL_VM) == vm.name
+
+
+def _marked(ctx: LabContext, inst: Instance, vm: Vm) -> bool:
+    if inst.state is not State.RUNNING:
+        return False
     try:
-        result = ctx.multipass.exec(
+        result = ctx.engine.exec(
             inst.name, ["cat", INSTANCE_MARKER_PATH], timeout=ctx.lab.waits.check
         )
-    except MultipassError:
+    except EngineError:
         return False
     if result.returncode != 0:
         return False
     try:
-        marker = json.loads(result.stdout)
-    except json.JSONDecodeError:
+        marker = marker_of(parse_json(result.stdout))
+    except AnswerMisfitError:  # whatever the VM answered instead, it is not labctl's marker
         return False
-    return (
-        isinstance(marker, dict)
-        and marker.get("lab") == ctx.lab.name
-        and marker.get("vm") == vm.name
-    )
+    return marker.lab == ctx.lab.name and marker.vm == vm.name

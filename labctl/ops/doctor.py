@@ -7,28 +7,24 @@ on a failure unless forced.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
-from labctl.errors import LabctlError, MultipassError
+from labctl.engine.base import HealthLine, State
+from labctl.engine.registry import EngineProbe, probe_engines
+from labctl.errors import EngineError, LabctlError
+from labctl.host.browser.discover import TURNED_OFF
+from labctl.host.browser.errors import BrowserError, BrowserUnavailableError
+from labctl.host.browser.process import probe_browser
 from labctl.host.hostsfile import managed_entries, read_hosts
 from labctl.host.resources import HostResources
-from labctl.model import Vm
-from labctl.multipass.adapter import MIN_VERSION, SNAPSHOT_MIN_VERSION
+from labctl.model import Lab, Vm
 from labctl.ops.context import LabContext
 from labctl.scalars import size_in_bytes
 
-CheckStatus = Literal["ok", "warn", "fail", "skip"]
 GIB: Final = 1024**3
-NO_SNAPSHOT_DRIVERS: Final = ("lxd", "libvirt")  # multipass #3328
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: CheckStatus
-    detail: str
-    hint: str = ""
+Check = HealthLine  # one line of doctor: the engine's own, and the ones about this machine
 
 
 @dataclass(frozen=True)
@@ -45,96 +41,55 @@ class PreflightError(LabctlError):
     """`up` refused before launching anything: the lab cannot fit or its domain is taken."""
 
 
-def _version_text(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
-
-
-def doctor(ctx: LabContext) -> DoctorReport:
-    checks: list[Check] = []
-    mp = ctx.multipass
+def doctor(
+    ctx: LabContext, *, engines: Callable[[], list[EngineProbe]] = probe_engines
+) -> DoctorReport:
+    """Which engines this machine has (each usable or why not), then the lab's own engine, this
+    machine's capacity for the lab, the hosts file and the domain."""
+    engine = ctx.engine
+    checks = [probe.line() for probe in engines()]
+    checks += engine.health(image=ctx.lab.image)
     running: set[str] = set()
     existing: set[str] = set()
-    try:
-        info = mp.version()
-    except MultipassError as exc:
-        checks.append(Check("multipass", "fail", exc.message, exc.hint or ""))
-        info = None
-    if info is not None:
-        checks.append(Check("multipass", "ok", f"client {info.client} ({mp.executable})"))
-        found = info.daemon_tuple()
-        if info.daemon is None:
-            checks.append(
-                Check(
-                    "daemon",
-                    "fail",
-                    "multipassd does not answer",
-                    "Linux: sudo snap restart multipass; macOS/Windows: restart the Multipass app.",
-                )
-            )
-        elif found is not None and found < MIN_VERSION:
-            checks.append(
-                Check(
-                    "daemon",
-                    "fail",
-                    f"multipassd {info.daemon}; labctl needs {_version_text(MIN_VERSION)} or newer",
-                    "sudo snap refresh multipass (Linux), brew upgrade multipass (macOS)",
-                )
-            )
-        else:
-            checks.append(Check("daemon", "ok", f"multipassd {info.daemon} answers"))
-        if info.daemon is not None:
-            driver = _driver(ctx, checks)
-            checks.append(_snapshot_check(found, driver))
-            try:
-                instances = mp.list()
-                existing = {inst.name for inst in instances}
-                running = {inst.name for inst in instances if inst.state == "Running"}
-            except MultipassError as exc:
-                checks.append(Check("instances", "warn", f"cannot list instances: {exc.message}"))
-    if info is None or info.daemon is None:
-        checks.append(Check("driver", "skip", "needs the daemon"))
-        checks.append(Check("snapshots", "skip", "needs the daemon"))
+    if not any(check.status == "fail" for check in checks):  # the engine answers
+        try:
+            instances = engine.list()
+            existing = {inst.name for inst in instances}
+            running = {inst.name for inst in instances if inst.state is State.RUNNING}
+        except EngineError as exc:
+            checks.append(Check("instances", "warn", f"cannot list instances: {exc.message}"))
     to_start = [vm for vm in ctx.lab.vms if ctx.instance(vm) not in running]
     to_create = [vm for vm in ctx.lab.vms if ctx.instance(vm) not in existing]
     checks.extend(capacity_checks(ctx, to_start, to_create))
     checks.append(hosts_writable_check(ctx))
     checks.append(domain_check(ctx))
+    checks.append(browser_check(ctx.lab))
     return DoctorReport(ctx.lab.name, checks)
 
 
-def _driver(ctx: LabContext, checks: list[Check]) -> str | None:
+def browser_check(lab: Lab) -> Check:
+    """Whether `labctl check` can open the lab in a headless browser (it skips that check if not;
+    the lab itself does not need one)."""
+    if not lab.browser.enabled:
+        return Check("browser", "skip", "the browser check is off (browser: {enabled: false})")
     try:
-        driver = ctx.multipass.get("local.driver")
-    except MultipassError as exc:
-        checks.append(Check("driver", "warn", f"cannot read local.driver: {exc.message}"))
-        return None
-    if driver in NO_SNAPSHOT_DRIVERS:
-        checks.append(
-            Check(
-                "driver",
-                "warn",
-                f"{driver} (deprecated; no snapshots, so no baseline and `reset` relaunches)",
-                "multipass set local.driver=qemu (with no instances running)",
-            )
-        )
-    else:
-        checks.append(Check("driver", "ok", driver or "(default)"))
-    return driver
-
-
-def _snapshot_check(version: tuple[int, int, int] | None, driver: str | None) -> Check:
-    wanted = _version_text(SNAPSHOT_MIN_VERSION)
-    if version is not None and version < SNAPSHOT_MIN_VERSION:
+        found = probe_browser()
+    except BrowserUnavailableError as exc:
+        turned_off = os.environ.get("LABCTL_BROWSER", "").strip().lower() in TURNED_OFF
         return Check(
-            "snapshots",
-            "warn",
-            f"Multipass {_version_text(version)} has no snapshots (needs {wanted}); "
-            "the baseline is skipped and `reset` relaunches VMs",
-            "Upgrade Multipass to get `labctl snapshot` and fast `labctl reset`.",
+            "browser",
+            "skip" if turned_off else "warn",
+            f"{exc.message}: `labctl check` skips its browser check",
+            exc.hint or "",
         )
-    if driver in NO_SNAPSHOT_DRIVERS:
-        return Check("snapshots", "warn", f"the {driver} driver cannot take snapshots")
-    return Check("snapshots", "ok", f"available (Multipass >= {wanted})")
+    except BrowserError as exc:
+        return Check(
+            "browser",
+            "warn",
+            f"{exc.message}: `labctl check` skips its browser check",
+            "Try LABCTL_BROWSER=/path/to/another/chrome, or run `labctl --debug doctor`.",
+        )
+    return Check("browser", "ok", f"{found} (for `labctl check`)")
 
 
 def capacity_checks(
@@ -147,7 +102,7 @@ def capacity_checks(
 ) -> list[Check]:
     """CPU, memory and disk for the VMs that would start (to_start) or be created (to_create).
 
-    `host` defaults to this machine (ctx.host()); a class checks each Multipass host with the
+    `host` defaults to this machine (ctx.host()); a class checks each engine host with the
     VMs of every student placed there (`every`, default: the lab's VMs). `cpus` 0 = unknown.
     """
     lab = ctx.lab
@@ -217,15 +172,14 @@ def capacity_checks(
         checks.append(Check("disk", "skip", f"cannot read free space of {where}"))
     elif host.disk_free < disk:
         # VM disks are sparse but grow up to their size; a host disk that fills up stops every
-        # VM on it (the README promises `up` refuses this unless --force).
+        # VM on it (docs/commands.md promises `up` refuses this unless --force).
         checks.append(
             Check(
                 "disk",
                 "fail",
                 f"{len(to_create)} new VM(s) ask for {_gib(disk)} of disk; "
                 f"{_gib(host.disk_free)} free in {where}",
-                "Lower disk: in lab.yaml, free disk space or remove unused instances "
-                "(multipass delete --purge NAME).",
+                "Lower disk: in lab.yaml, free disk space or remove unused instances.",
             )
         )
     else:
@@ -277,7 +231,7 @@ def domain_check(ctx: LabContext) -> Check:
     return Check("domain", "ok", f"{lab.domain} is not claimed by another lab")
 
 
-def preflight(ctx: LabContext, to_start: list[Vm], to_create: list[Vm], *, force: bool) -> None:
+def preflight(ctx: LabContext, to_start: list[Vm], to_create: list[Vm]) -> None:
     """Refuse before launching anything when the lab cannot fit or its domain is taken."""
     checks = [*capacity_checks(ctx, to_start, to_create)]
     if ctx.lab.manage_hosts:
@@ -288,7 +242,7 @@ def preflight(ctx: LabContext, to_start: list[Vm], to_create: list[Vm], *, force
     failed = [check for check in checks if check.status == "fail"]
     if not failed:
         return
-    if force:
+    if ctx.options.force:
         for check in failed:
             ctx.emit("preflight", "skip", f"{check.name}: {check.detail} (--force: going on)")
         return

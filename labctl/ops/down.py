@@ -1,4 +1,4 @@
-"""`labctl down`: purge the lab's own instances and remove its hosts entry. Idempotent."""
+"""`labctl down`: delete the lab's own instances for good and remove its hosts entry. Idempotent."""
 
 from __future__ import annotations
 
@@ -18,26 +18,32 @@ class DownResult:
     hosts_path: str = ""
 
 
-def down(ctx: LabContext, *, manage_hosts: bool | None = None) -> DownResult:
+def down(ctx: LabContext) -> DownResult:
     with ctx.locked("down"):
-        return _down(ctx, manage_hosts=manage_hosts)
+        return _down(ctx)
 
 
-def _down(ctx: LabContext, *, manage_hosts: bool | None) -> DownResult:
-    ownership = classify_instances(ctx, ctx.multipass.list())
+def _down(ctx: LabContext) -> DownResult:
+    ownership = classify_instances(ctx, ctx.engine.list())
     ours = [inst.name for inst in ownership.ours.values()]
+    for vm, inst in ownership.ours.items():
+        ctx.emit("delete", "start", f"deleting {inst.name}", vm=vm)
     if ours:
-        ctx.emit("delete", "start", f"deleting {', '.join(sorted(ours))}")
-        ctx.multipass.delete(ours, purge=True)  # one call; `--purge` frees the names at once
-        ctx.emit("delete", "done", f"deleted {len(ours)} instance(s)")
+        ctx.engine.delete(ours)  # one call; deleted for good, so the names are free at once
+    for vm, inst in ownership.ours.items():
+        ctx.emit("delete", "done", f"deleted {inst.name}", vm=vm)
+    for vm_name in ownership.missing:
+        ctx.emit("delete", "skip", "already gone", vm=vm_name)
+    for vm, inst in ownership.foreign.items():
+        ctx.emit("delete", "skip", f"left alone: {inst.name} is not this lab's", vm=vm)
     gone = [ctx.lab.instance_name(vm) for vm in ctx.lab.vms if vm.name in ownership.missing]
     ctx.lab_state.forget(ours + gone)
-    ctx.lab_state.forget_all_snapshots()  # purged instances take their snapshots with them
+    ctx.lab_state.forget_all_snapshots()  # deleted instances take their snapshots with them
     removed = False
-    if manage_hosts if manage_hosts is not None else ctx.lab.manage_hosts:
+    if not ctx.options.no_hosts and ctx.lab.manage_hosts:
         try:
             removed = update_hosts(
-                ctx.hosts_file, ctx.lab.name, None, backup=ctx.lab_state.hosts_backup
+                ctx.hosts_file, ctx.lab.name, None, backup=ctx.lab_state.save_hosts_backup
             )
         except HostsFileError as exc:
             # The VMs are already gone: say so, and what is left to do by hand.
@@ -51,6 +57,4 @@ def _down(ctx: LabContext, *, manage_hosts: bool | None) -> DownResult:
         if removed:
             ctx.emit("hosts", "done", f"removed {ctx.lab.domain} from {ctx.hosts_file}")
     foreign = sorted(inst.name for inst in ownership.foreign.values())
-    if foreign:
-        ctx.emit("delete", "skip", f"left alone (not this lab's): {', '.join(foreign)}")
     return DownResult(sorted(ours), sorted(gone), foreign, removed, str(ctx.hosts_file))

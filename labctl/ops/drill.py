@@ -10,10 +10,10 @@ Whatever happens (a failed step, an error, Ctrl-C) every backend taken down is r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from labctl.engine.base import OPERATION_TIMEOUT
 from labctl.errors import ConfigError, LabctlError, ProbeTimeoutError
 from labctl.host.probes import Tally, hammer
 from labctl.model import Vm
@@ -64,12 +64,12 @@ class Backends:  # also used by `labctl check`'s failover check (ops/checks/disr
         how = self.how(vm)
         self.down.append((vm, how))
         name, app = self.ctx.instance(vm), self.ctx.lab.app.name
-        mp = self.ctx.multipass
+        engine = self.ctx.engine
         if how == "vm":
-            mp.stop([name], timeout=300)
-        else:  # pm2 runs as the default user, which is who `multipass exec` runs as
+            engine.stop([name], timeout=OPERATION_TIMEOUT)
+        else:  # pm2 runs as the default user, which is who the engine's exec runs as
             argv = ["pm2", "stop", app] if how == "app" else ["pm2", "sendSignal", "SIGSTOP", app]
-            mp.exec(name, argv, timeout=60, check=True)
+            engine.exec(name, argv, timeout=60, check=True)
 
     def restore_all(self) -> None:
         errors: list[str] = []
@@ -78,14 +78,14 @@ class Backends:  # also used by `labctl check`'s failover check (ops/checks/disr
             name, app = self.ctx.instance(vm), self.ctx.lab.app.name
             try:
                 if how == "vm":
-                    self.ctx.multipass.start([name], timeout=300)
+                    self.ctx.engine.start([name], timeout=OPERATION_TIMEOUT)
                 else:
                     argv = (
                         ["pm2", "start", app]
                         if how == "app"
                         else ["pm2", "sendSignal", "SIGCONT", app]
                     )
-                    self.ctx.multipass.exec(name, argv, timeout=60, check=True)
+                    self.ctx.engine.exec(name, argv, timeout=60, check=True)
             except LabctlError as exc:
                 errors.append(f"{vm.name}: {exc.message}")
         if errors:
@@ -101,10 +101,10 @@ def drill(
     mode: Mode = "app",
     vms: list[str] | None = None,
     requests: int = 200,
-    on_step: Callable[[DrillStep], None] | None = None,
 ) -> DrillResult:
+    """Each step is an event as it ends (with what it observed); the result holds them all."""
     with ctx.locked("drill"):
-        return _drill(ctx, mode=mode, vms=vms, requests=requests, on_step=on_step)
+        return _drill(ctx, mode=mode, vms=vms, requests=requests)
 
 
 def _drill(
@@ -113,7 +113,6 @@ def _drill(
     mode: Mode,
     vms: list[str] | None,
     requests: int,
-    on_step: Callable[[DrillStep], None] | None,
 ) -> DrillResult:
     lab = ctx.lab
     chosen = _choose(ctx, vms)
@@ -121,8 +120,7 @@ def _drill(
 
     def record(step: DrillStep) -> None:
         steps.append(step)
-        if on_step:
-            on_step(step)
+        ctx.emit("drill", "done" if step.passed else "fail", f"{step.name}: {step.observed}")
 
     started = time.monotonic()
     report = status(ctx)
@@ -222,7 +220,8 @@ def _all_down(ctx: LabContext, backends: Backends, target: str) -> DrillStep:
         timeout=CLIENT_TIMEOUT,
     )
     # A frozen backend accepts the connection and never answers: nginx gives 504 on the request that
-    # waited out proxy_read_timeout, then 502 once every server is marked failed (stack.md §1.3).
+    # waited out proxy_read_timeout, then 502 once every server is marked failed
+    # (docs/nginx-failover.md).
     # A stopped VM is the same at connect time: its IP drops the SYN (or answers EHOSTUNREACH only
     # after ARP gives up), so a request whose last try timed out gets 504 (seen on real VMs).
     accepted = {"502", "504"} if backends.mode in ("freeze", "vm") else {"502"}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from labctl.errors import MultipassError
+from labctl.errors import EngineError
 from labctl.model import Vm
 from labctl.ops.context import LabContext
 from labctl.render.userdata import CLOUD_INIT_LOG_COMMAND
@@ -29,8 +29,8 @@ def log_tail(
 ) -> str:
     """Last lines of a log inside a VM; empty when it cannot be read (never masks the failure)."""
     try:
-        result = ctx.multipass.exec(ctx.instance(vm), command(lines), timeout=ctx.lab.waits.check)
-    except MultipassError:
+        result = ctx.engine.exec(ctx.instance(vm), command(lines), timeout=ctx.lab.waits.check)
+    except EngineError:
         return ""
     return result.stdout if result.returncode == 0 else ""
 

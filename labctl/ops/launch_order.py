@@ -1,4 +1,4 @@
-"""Longest expected first (LPT): the order in which `up`'s VMs take a launch slot (issue 14).
+"""Longest expected first (LPT): the order in which `up`'s VMs take a launch slot.
 
 With more VMs than --max-parallel slots, the makespan is shortest when the longest jobs start
 first. What labctl can know before launching is the VM's work: an app VM installs Node and its

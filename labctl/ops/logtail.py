@@ -1,8 +1,8 @@
 """While `up` waits for a VM's cloud-init, show the last line of its output log as it changes.
 
 `cloud-init status --wait` prints nothing useful for up to waits.cloud_init (30 min by default),
-so a user cannot tell `npm ci` running from a hung VM (issue 12). A background thread reads
-/var/log/cloud-init-output.log's last line through the adapter's exec every LOG_TAIL_INTERVAL
+so a user cannot tell `npm ci` running from a hung VM. A background thread reads
+/var/log/cloud-init-output.log's last line through the engine's exec every LOG_TAIL_INTERVAL
 seconds (each read bounded by LOG_TAIL_TIMEOUT) and emits it as a `log` Event when it changed.
 A read that fails is skipped: the tail is a courtesy, never a reason for `up` to fail.
 """
@@ -45,9 +45,7 @@ def tail_cloud_init_log(
         shown = ""
         while not stop.wait(interval):
             try:
-                result = ctx.multipass.exec(
-                    name, CLOUD_INIT_LOG_COMMAND(1), timeout=LOG_TAIL_TIMEOUT
-                )
+                result = ctx.engine.exec(name, CLOUD_INIT_LOG_COMMAND(1), timeout=LOG_TAIL_TIMEOUT)
             except LabctlError:
                 continue  # a timeout or a busy daemon: try again next time
             line = last_line(result.stdout) if result.returncode == 0 else ""

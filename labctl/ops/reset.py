@@ -1,7 +1,8 @@
 """`labctl reset [VM...] [--rebuild]`: put VMs back to how `up` left them.
 
-Where a VM has the `baseline` snapshot, it is stopped, restored (`--destructive`) and started;
-otherwise (or with --rebuild, or when it is in state Unknown) it is purged and launched again.
+Where a VM has the `baseline` snapshot, it is restored (stopped first and started after where
+the engine needs that); otherwise (or with --rebuild, or when the engine lost track of it) it is
+deleted and launched again.
 Then the LB and hosts entry are re-synced and `reset` waits until the domain serves through every
 backend. Only the VMs being reset are stopped, so resetting one app VM leaves the others serving
 (nginx routes around the stopped one).
@@ -12,13 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
+from labctl.engine.base import State
+from labctl.errors import ConfigError, EngineError, ForeignInstanceError, LabctlError
 from labctl.model import Vm
 from labctl.ops.bringup import bring_up_vms
-from labctl.ops.context import LabContext, classify_instances, require_daemon
+from labctl.ops.context import LabContext, classify_instances
 from labctl.ops.failures import StageFailure
-from labctl.ops.snapshot import BASELINE, SnapshotOutcome, cycle, save, unavailable_reason
-from labctl.ops.stage import staged
+from labctl.ops.snapshot import BASELINE, SnapshotOutcome, cycle, save
+from labctl.ops.stage import record_stage
 from labctl.ops.wire import Wiring, wire_and_wait
 
 
@@ -59,39 +61,28 @@ def choose_vms(ctx: LabContext, names: list[str] | None) -> list[Vm]:
     return chosen
 
 
-def reset(
-    ctx: LabContext,
-    vms: list[str] | None = None,
-    *,
-    rebuild: bool = False,
-    max_parallel: int = 4,
-    manage_hosts: bool | None = None,
-    stage: str | None = None,
-) -> ResetResult:
+def reset(ctx: LabContext, vms: list[str] | None = None, *, rebuild: bool = False) -> ResetResult:
     targets = choose_vms(ctx, vms)
     with ctx.locked("reset"):
-        ctx = staged(ctx, stage)
-        return _reset(ctx, targets, rebuild, max_parallel, manage_hosts)
+        if ctx.options.stage:
+            record_stage(ctx)
+        elif ctx.stage_note:
+            ctx.emit("stage", "info", ctx.stage_note)
+        return _reset(ctx, targets, rebuild)
 
 
-def _reset(
-    ctx: LabContext,
-    targets: list[Vm],
-    rebuild: bool,
-    max_parallel: int,
-    manage_hosts: bool | None,
-) -> ResetResult:
+def _reset(ctx: LabContext, targets: list[Vm], rebuild: bool) -> ResetResult:
     started = time.monotonic()
-    lab, mp = ctx.lab, ctx.multipass
-    require_daemon(mp)
-    ownership = classify_instances(ctx, mp.list())
+    lab, engine = ctx.lab, ctx.engine
+    engine.ready()
+    ownership = classify_instances(ctx, engine.list())
     foreign = [ownership.foreign[vm.name].name for vm in targets if vm.name in ownership.foreign]
     if foreign:
         raise ForeignInstanceError(
             f"{', '.join(foreign)}: not lab {lab.name!r}'s instance(s); nothing was reset",
             hint="labctl never touches instances it did not create.",
         )
-    if not ownership.ours:  # as `snapshot save`: refuse rather than half-launch a lab (issue 12)
+    if not ownership.ours:  # as `snapshot save`: refuse rather than half-launch a lab
         raise LabctlError(
             f"lab {lab.name!r} is not up (none of its VMs exist); nothing was reset",
             hint="Run `labctl up` first.",
@@ -99,13 +90,13 @@ def _reset(
     have: set[tuple[str, str]] = set()
     why_not = "--rebuild"
     if not rebuild:
-        reason = unavailable_reason(ctx)
+        reason = engine.snapshots_unavailable()
         if reason:
             why_not = reason
         else:
             try:
-                have = {(s.instance, s.name) for s in mp.list_snapshots()}
-            except MultipassError as exc:
+                have = {(s.instance, s.name) for s in engine.list_snapshots()}
+            except EngineError as exc:
                 why_not = exc.message
             else:
                 why_not = "no baseline snapshot"
@@ -115,8 +106,8 @@ def _reset(
         inst = ownership.ours.get(vm.name)
         if inst is None:
             to_rebuild.append((vm, "missing"))
-        elif inst.state == "Unknown":
-            to_rebuild.append((vm, "state Unknown"))
+        elif inst.state is State.BROKEN:
+            to_rebuild.append((vm, f"state {inst.shown_state}"))
         elif (inst.name, BASELINE) in have:
             to_restore.append(vm)
         else:
@@ -129,12 +120,12 @@ def _reset(
         done += [VmReset(vm, instances[vm], "restored") for vm in outcome.done]
         failures += [StageFailure("restore", why, vm=vm) for vm, why in outcome.failed.items()]
     if to_rebuild:
-        rebuilt, problems = _rebuild(ctx, to_rebuild, max_parallel)
+        rebuilt, problems = _rebuild(ctx, to_rebuild)
         done += rebuilt
         failures += problems
     if failures:
         return ResetResult(lab.name, lab.domain, done, failures, seconds=time.monotonic() - started)
-    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts)
+    wiring = wire_and_wait(ctx)
     result = ResetResult(lab.name, lab.domain, done, list(wiring.failures), wiring)
     rebuilt_vms = [vm for vm, _ in to_rebuild]
     if (
@@ -147,7 +138,7 @@ def _reset(
         ctx.emit(
             "baseline", "start", f"baseline snapshot of {', '.join(v.name for v in rebuilt_vms)}"
         )
-        again = save(ctx, BASELINE, vms=rebuilt_vms, manage_hosts=manage_hosts)
+        again = save(ctx, BASELINE, vms=rebuilt_vms)
         failures = [StageFailure("baseline", why, vm=vm) for vm, why in again.failed.items()]
         wiring = again.wiring or wiring
         result = ResetResult(
@@ -165,25 +156,25 @@ def _reset(
 
 
 def _restore(ctx: LabContext, vms: list[Vm]) -> SnapshotOutcome:
-    """Stop only these VMs, restore their baseline, start them (wiring comes after)."""
+    """Restore only these VMs' baseline (stopped and started where needed; wiring comes after)."""
 
     def back(instance: str) -> None:
-        ctx.multipass.restore(instance, BASELINE)
+        ctx.engine.restore(instance, BASELINE)
 
     return cycle(ctx, vms, BASELINE, "restore", back, stage="reset", wire=False)
 
 
 def _rebuild(
-    ctx: LabContext, vms: list[tuple[Vm, str]], max_parallel: int
+    ctx: LabContext, vms: list[tuple[Vm, str]]
 ) -> tuple[list[VmReset], list[StageFailure]]:
     names = [ctx.instance(vm) for vm, _ in vms]
     ctx.emit("reset", "start", f"purging {', '.join(names)} to launch them again")
     try:
-        ctx.multipass.delete(names, purge=True)  # missing ones are fine
+        ctx.engine.delete(names)  # missing ones are fine
     except LabctlError as exc:
         return [], [StageFailure("delete", exc.message, hint=exc.hint)]
     for vm, _ in vms:
         ctx.lab_state.forget_snapshot_vm(BASELINE, vm.name)
-    outcomes, failures = bring_up_vms(ctx, [vm for vm, _ in vms], {}, max_parallel=max_parallel)
+    outcomes, failures = bring_up_vms(ctx, [vm for vm, _ in vms], {})
     why = {vm.name: reason for vm, reason in vms}
     return [VmReset(o.vm, o.instance, "rebuilt", why[o.vm]) for o in outcomes], failures

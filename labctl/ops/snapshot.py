@@ -1,34 +1,36 @@
 """`labctl snapshot save|list|restore|delete NAME`: whole-lab snapshots with a manifest.
 
-Multipass snapshots only stopped instances (multipass.md §2.8), so save and restore stop the VMs,
-act on each, start them again, re-sync the LB and hosts entry with the (maybe new) IPs, and wait
-until the domain serves. The manifest (`snapshots.json` in the lab's state dir) records the name,
-the time, lab.yaml's digest and which VMs have the snapshot; Multipass itself stays the truth for
-what exists (`list --snapshots`).
+Where the engine snapshots only stopped instances (Multipass), save and restore stop the VMs, act
+on each, and start them again; elsewhere (LXD) they act on the running instances. Either way the
+LB and hosts entry are re-synced with the (maybe new) addresses and the domain is waited on. The
+manifest (`snapshots.json` in the lab's state dir) records the name, the time, lab.yaml's digest
+and which VMs have the snapshot; the engine itself stays the truth for what exists.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from labctl.errors import ConfigError, ForeignInstanceError, LabctlError, MultipassError
-from labctl.model import Vm
-from labctl.multipass.adapter import (
-    OPERATION_TIMEOUT,
-    SNAPSHOT_MIN_VERSION,
+from labctl.engine.base import OPERATION_TIMEOUT
+from labctl.errors import (
+    ConfigError,
+    EngineError,
+    ForeignInstanceError,
+    LabctlError,
     SnapshotsUnsupportedError,
-    VersionInfo,
 )
-from labctl.ops.context import LabContext, classify_instances, require_daemon
+from labctl.model import Vm
+from labctl.ops.context import LabContext, classify_instances
 from labctl.ops.wire import Wiring, wire_and_wait
+from labctl.render.userdata import CLOUD_INIT_WAIT_COMMAND
 from labctl.scalars import NAME_RE
 
 BASELINE: Final = "baseline"
-_NO_SNAPSHOT_DRIVERS: Final = ("lxd", "libvirt")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class SnapshotOutcome:
     not_tried: list[str] = field(default_factory=list)
     wiring: Wiring | None = None
     seconds: float = 0.0
+    unsupported: str = ""  # why the engine cannot snapshot, when a call said so
 
     @property
     def ok(self) -> bool:
@@ -55,7 +58,7 @@ class SnapshotEntry:
     created: str
     lab_digest: str
     vms: dict[str, str]  # vm -> instance, per the manifest
-    present: list[str]  # VMs that have it in Multipass right now (None-safe: [] if unknown)
+    present: list[str]  # VMs that have it in the engine right now (None-safe: [] if unknown)
     missing: list[str]  # lab VMs without it
     config_changed: bool  # lab.yaml differs from when it was taken
 
@@ -64,12 +67,12 @@ class SnapshotEntry:
 class SnapshotList:
     lab: str
     entries: list[SnapshotEntry]
-    unrecorded: list[str] = field(default_factory=list)  # "vm.snapshot" Multipass has, not recorded
-    note: str = ""  # why Multipass could not be asked, if it could not
+    unrecorded: list[str] = field(default_factory=list)  # "vm.snapshot" the engine has, unrecorded
+    note: str = ""  # why the engine could not be asked, if it could not
 
 
-class SnapshotsUnavailableError(MultipassError):
-    """This Multipass cannot take snapshots (too old, or a driver without them)."""
+class SnapshotsUnavailableError(EngineError):
+    """This engine cannot take snapshots here (its version, driver or storage)."""
 
 
 def validate_name(name: str) -> None:
@@ -77,42 +80,25 @@ def validate_name(name: str) -> None:
         raise ConfigError(
             [
                 f"snapshot name {name!r} is not valid: use letters, digits and hyphens, start with "
-                "a letter and end with a letter or digit (Multipass's instance name rule)"
+                "a letter and end with a letter or digit (the instance name rule)"
             ]
         )
 
 
-def unavailable_reason(ctx: LabContext, info: VersionInfo | None = None) -> str | None:
-    """Why this Multipass cannot snapshot (version, driver), or None when it can."""
-    info = info or ctx.multipass.version()
-    found = info.daemon_tuple()
-    if found is not None and found < SNAPSHOT_MIN_VERSION:
-        wanted = ".".join(map(str, SNAPSHOT_MIN_VERSION))
-        return f"Multipass {info.daemon} has no snapshots (they need {wanted} or newer)"
-    try:
-        driver = ctx.multipass.get("local.driver")
-    except MultipassError:
-        return None  # unknown: the snapshot call itself will tell
-    if driver in _NO_SNAPSHOT_DRIVERS:
-        return f"the {driver} driver cannot take snapshots (multipass #3328)"
-    return None
-
-
 def _require_support(ctx: LabContext) -> None:
-    info = ctx.multipass.version()
-    require_daemon(ctx.multipass, info)
-    reason = unavailable_reason(ctx, info)
+    ctx.engine.ready()
+    reason = ctx.engine.snapshots_unavailable()
     if reason:
         raise SnapshotsUnavailableError(
             f"{reason}; nothing was changed",
-            hint="Upgrade Multipass (sudo snap refresh multipass; brew upgrade multipass) or use the "
-            "qemu driver (multipass set local.driver=qemu). `labctl reset --rebuild` works without.",
+            hint="`labctl reset --rebuild` works without snapshots; `labctl doctor` says what "
+            "this engine needs for them.",
         )
 
 
 def _lab_instances(ctx: LabContext, vms: list[Vm]) -> dict[str, str]:
     """vm -> instance for `vms`, refusing (nothing done) when one is missing or not this lab's."""
-    ownership = classify_instances(ctx, ctx.multipass.list())
+    ownership = classify_instances(ctx, ctx.engine.list())
     foreign = [ownership.foreign[vm.name].name for vm in vms if vm.name in ownership.foreign]
     if foreign:
         raise ForeignInstanceError(
@@ -129,7 +115,7 @@ def _lab_instances(ctx: LabContext, vms: list[Vm]) -> dict[str, str]:
 
 
 def _have(ctx: LabContext) -> set[tuple[str, str]]:
-    return {(snap.instance, snap.name) for snap in ctx.multipass.list_snapshots()}
+    return {(snap.instance, snap.name) for snap in ctx.engine.list_snapshots()}
 
 
 def cycle(
@@ -140,32 +126,35 @@ def cycle(
     each: Callable[[str], None],
     *,
     stage: str = "snapshot",
-    manage_hosts: bool | None = None,
     wire: bool = True,
 ) -> SnapshotOutcome:
-    """Stop `vms`, run `each(instance)` on every one, start them again (always), re-wire, wait.
+    """Run `each(instance)` on every one of `vms` (stopped first and started again after, always,
+    where the engine needs that), then re-wire and wait.
 
-    A failing VM does not stop the others; a driver without snapshots stops at the first VM.
+    A failing VM does not stop the others; an engine without snapshots stops at the first VM.
     Only `vms` are stopped: the LB routes around a stopped app VM, so the others keep serving.
     """
     started = time.monotonic()
-    mp, lab = ctx.multipass, ctx.lab
+    engine, lab = ctx.engine, ctx.lab
     names = [ctx.instance(vm) for vm in vms]
+    stops = engine.capabilities.snapshot_needs_stop
     done: list[str] = []
     failed: dict[str, str] = {}
     not_tried: list[str] = []
+    unsupported = ""
     try:
-        ctx.emit(stage, "start", f"stopping {', '.join(names)}")
-        mp.stop(names, timeout=OPERATION_TIMEOUT)
+        if stops:
+            ctx.emit(stage, "start", f"stopping {', '.join(names)}")
+            engine.stop(names, timeout=OPERATION_TIMEOUT)
         for index, vm in enumerate(vms):
             try:
                 each(ctx.instance(vm))
             except SnapshotsUnsupportedError as exc:
-                failed[vm.name] = exc.message
+                failed[vm.name] = unsupported = exc.message
                 not_tried = [other.name for other in vms[index + 1 :]]
                 ctx.emit(stage, "fail", exc.message, vm=vm.name)
                 break
-            except MultipassError as exc:
+            except EngineError as exc:
                 failed[vm.name] = exc.message
                 ctx.emit(stage, "fail", exc.message, vm=vm.name)
                 continue
@@ -173,11 +162,22 @@ def cycle(
             verb = {"save": "took", "restore": "restored"}.get(action, action)
             ctx.emit(stage, "done", f"{verb} {name}", vm=vm.name)
     finally:  # also on Ctrl-C: never leave the lab stopped
-        ctx.emit(stage, "start", f"starting {', '.join(names)}")
-        mp.start(names, timeout=lab.waits.launch)
-    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts) if wire else None
+        if stops:
+            ctx.emit(stage, "start", f"starting {', '.join(names)}")
+            engine.start(names, timeout=lab.waits.launch)
+    if action == "restore":
+        _wait_booted(ctx, [vm for vm in vms if vm.name in done])
+    wiring = wire_and_wait(ctx) if wire else None
     return SnapshotOutcome(
-        lab.name, name, action, done, failed, not_tried, wiring, time.monotonic() - started
+        lab.name,
+        name,
+        action,
+        done,
+        failed,
+        not_tried,
+        wiring,
+        time.monotonic() - started,
+        unsupported,
     )
 
 
@@ -186,11 +186,10 @@ def save(
     name: str,
     *,
     vms: list[Vm] | None = None,
-    manage_hosts: bool | None = None,
     supported: bool = False,
 ) -> SnapshotOutcome:
     """Snapshot every VM (or `vms`) as `name`; the lab ends running and serving. `supported`:
-    the caller has just asked whether this Multipass can (take_baseline)."""
+    the caller has just asked whether this engine can (take_baseline)."""
     validate_name(name)
     targets = list(vms or ctx.lab.vms)
     with ctx.locked(f"snapshot save {name}"):
@@ -208,9 +207,9 @@ def save(
             )
 
         def take(instance: str) -> None:
-            ctx.multipass.snapshot(instance, name, comment=f"labctl lab {ctx.lab.name}")
+            ctx.engine.snapshot(instance, name, comment=f"labctl lab {ctx.lab.name}")
 
-        outcome = cycle(ctx, targets, name, "save", take, manage_hosts=manage_hosts)
+        outcome = cycle(ctx, targets, name, "save", take)
         if outcome.done:
             previous = ctx.lab_state.snapshots().get(name, {})
             vms_done = {**previous.get("vms", {}), **{vm: instances[vm] for vm in outcome.done}}
@@ -226,14 +225,27 @@ def save(
         return outcome
 
 
+def _wait_booted(ctx: LabContext, vms: list[Vm]) -> None:
+    """A restored instance boots again (LXD restarts a running one; Multipass's are started):
+    wait for that boot's cloud-init, or `status` right after reports it still running. What
+    it ends with is `status`'s to report, not a restore failure."""
+    for vm in vms:
+        try:
+            ctx.engine.exec(
+                ctx.instance(vm), CLOUD_INIT_WAIT_COMMAND, timeout=ctx.lab.waits.cloud_init
+            )
+        except EngineError:
+            continue
+
+
 def restore(
     ctx: LabContext,
     name: str,
     *,
     vms: list[Vm] | None = None,
-    manage_hosts: bool | None = None,
 ) -> SnapshotOutcome:
-    """Restore every VM (or `vms`) to `name` (`--destructive`); the lab ends running and serving."""
+    """Restore every VM (or `vms`) to `name`, discarding their current state; the lab ends
+    running and serving."""
     validate_name(name)
     targets = list(vms or ctx.lab.vms)
     with ctx.locked(f"snapshot restore {name}"):
@@ -257,13 +269,13 @@ def restore(
             )
 
         def back(instance: str) -> None:
-            ctx.multipass.restore(instance, name)
+            ctx.engine.restore(instance, name)
 
-        return cycle(ctx, targets, name, "restore", back, manage_hosts=manage_hosts)
+        return cycle(ctx, targets, name, "restore", back)
 
 
 def delete(ctx: LabContext, name: str) -> SnapshotOutcome:
-    """Delete `name` from every VM that has it (snapshots can only be purged) and the manifest."""
+    """Delete `name` from every VM that has it, for good, and from the manifest."""
     validate_name(name)
     started = time.monotonic()
     with ctx.locked(f"snapshot delete {name}"):
@@ -276,10 +288,10 @@ def delete(ctx: LabContext, name: str) -> SnapshotOutcome:
         failed: dict[str, str] = {}
         for vm in holders:
             try:
-                ctx.multipass.delete_snapshot(ctx.instance(vm), name)
+                ctx.engine.delete_snapshot(ctx.instance(vm), name)
                 done.append(vm.name)
                 ctx.emit("snapshot", "done", f"deleted {name}", vm=vm.name)
-            except MultipassError as exc:
+            except EngineError as exc:
                 failed[vm.name] = exc.message
         if failed:
             entry = ctx.lab_state.snapshots().get(name)
@@ -294,16 +306,16 @@ def delete(ctx: LabContext, name: str) -> SnapshotOutcome:
 
 
 def list_snapshots(ctx: LabContext) -> SnapshotList:
-    """The manifest, checked against `multipass list --snapshots` when Multipass can answer."""
+    """The manifest, checked against the engine's own list of snapshots when it can answer."""
     manifest = ctx.lab_state.snapshots()
     note = ""
     have: set[tuple[str, str]] | None
     try:
-        require_daemon(ctx.multipass)
-        reason = unavailable_reason(ctx)
+        ctx.engine.ready()
+        reason = ctx.engine.snapshots_unavailable()
         have = None if reason else _have(ctx)
         note = reason or ""
-    except MultipassError as exc:
+    except EngineError as exc:
         have, note = None, exc.message
     ours = {ctx.instance(vm): vm.name for vm in ctx.lab.vms}
     entries = []
@@ -332,14 +344,49 @@ def list_snapshots(ctx: LabContext) -> SnapshotList:
     return SnapshotList(ctx.lab.name, entries, unrecorded, note)
 
 
+class BaselineSupport:
+    """Why this lab cannot take its baseline (None: it can), asked of the engine once per `up`
+    (version, driver) by whichever comes first: a VM's early baseline or take_baseline.
+
+    A reason is kept in the lab's notes ("baseline_skipped"), so a later `up` does not ask again.
+    """
+
+    def __init__(self, ctx: LabContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self._checked = False
+        self._why_not: str | None = None
+
+    def why_not(self) -> str | None:
+        with self._lock:
+            if not self._checked:
+                state = self.ctx.lab_state
+                self._why_not = (
+                    state.note("baseline_skipped") or self.ctx.engine.snapshots_unavailable()
+                )
+                if self._why_not:
+                    state.set_note("baseline_skipped", self._why_not)
+                self._checked = True
+            return self._why_not
+
+    def refuse(self, why: str) -> None:
+        """A snapshot call said this engine has none: never try again."""
+        with self._lock:
+            self._checked, self._why_not = True, why
+        self.ctx.lab_state.set_note("baseline_skipped", why)
+
+
 def take_baseline(
-    ctx: LabContext, *, manage_hosts: bool | None = None, early: list[str] | None = None
+    ctx: LabContext,
+    *,
+    early: list[str] | None = None,
+    support: BaselineSupport | None = None,
 ) -> tuple[str, SnapshotOutcome | None]:
     """After a healthy up: the `baseline` snapshot of every VM that has none yet (the ones that
     took theirs while others launched are `early`). Skipped (an event) when unavailable."""
     if not ctx.lab.snapshots.baseline:
         return "off", None
-    have = ctx.lab_state.snapshots().get(BASELINE, {}).get("vms", {})
+    have = ctx.lab_state.snapshot_vms(BASELINE)
     missing = [vm for vm in ctx.lab.vms if vm.name not in have]
     if not missing and early:
         ctx.emit(
@@ -348,23 +395,21 @@ def take_baseline(
         return "taken", None
     if not missing:
         return "exists", None
-    skipped = ctx.lab_state.note("baseline_skipped")
-    if skipped:
-        ctx.emit("baseline", "skip", f"no baseline snapshot: {skipped}")
-        return f"skipped: {skipped}", None
-    reason = unavailable_reason(ctx)
-    if reason:
-        ctx.lab_state.set_note("baseline_skipped", reason)
-        ctx.emit("baseline", "skip", f"no baseline snapshot: {reason}")
-        return f"skipped: {reason}", None
+    support = support or BaselineSupport(ctx)
+    why_not = support.why_not()
+    if why_not:
+        ctx.emit("baseline", "skip", f"no baseline snapshot: {why_not}")
+        return f"skipped: {why_not}", None
     which = "the lab" if len(missing) == len(ctx.lab.vms) else ", ".join(vm.name for vm in missing)
-    ctx.emit("baseline", "start", f"stopping {which} to take the baseline snapshot")
-    outcome = save(ctx, BASELINE, vms=missing, manage_hosts=manage_hosts, supported=True)
-    unsupported = [why for why in outcome.failed.values() if "cannot take snapshots" in why]
-    if unsupported and not outcome.done:
-        ctx.lab_state.set_note("baseline_skipped", unsupported[0])
-        ctx.emit("baseline", "skip", f"no baseline snapshot: {unsupported[0]}")
-        return f"skipped: {unsupported[0]}", outcome
+    if ctx.engine.capabilities.snapshot_needs_stop:
+        ctx.emit("baseline", "start", f"stopping {which} to take the baseline snapshot")
+    else:
+        ctx.emit("baseline", "start", f"taking the baseline snapshot of {which}")
+    outcome = save(ctx, BASELINE, vms=missing, supported=True)
+    if outcome.unsupported and not outcome.done:
+        support.refuse(outcome.unsupported)
+        ctx.emit("baseline", "skip", f"no baseline snapshot: {outcome.unsupported}")
+        return f"skipped: {outcome.unsupported}", outcome
     if outcome.failed or outcome.not_tried:
         return "partial", outcome
     total = len(outcome.done) + len(early or [])

@@ -1,42 +1,16 @@
-"""Which course stage a lab is at (issue 13), and what that stage leaves to the student.
+"""A lab's course stage: recording the stage `up` deployed, and what that stage leaves to the
+student.
 
-What each stage provides is in the model (`Lab.proxied_vms`, `Lab.hosts_managed`); this module
-decides which stage applies: `--stage` on up/reset, else the stage the lab was last brought up
-at (recorded in its state dir, so a later `up`, `status` or `check` never undoes a student's
-work by falling back to lab.yaml), else lab.yaml's `stage:`.
+What each stage provides is in the model (`Lab.proxied_vms`, `Lab.hosts_managed`); which stage
+applies is decided once, when the context is built (ops/context.py): `--stage` on up/reset, else
+the stage the lab was last brought up at (recorded here, so a later `up`, `status` or `check`
+never undoes a student's work by falling back to lab.yaml), else lab.yaml's `stage:`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Final
-
-from labctl.errors import ConfigError
 from labctl.model import Lab
-from labctl.ops.context import LabContext
-
-STAGE_NOTE: Final = "stage"
-
-
-def staged(ctx: LabContext, override: str | None = None, *, announce: bool = True) -> LabContext:
-    """`ctx` with its lab at the stage that applies; an `override` is recorded as the lab's."""
-    stage = override or ctx.lab_state.note(STAGE_NOTE) or ctx.lab.stage
-    try:
-        lab_file = ctx.lab_file.with_stage(stage)
-    except ConfigError:
-        if override:
-            raise
-        lab_file = ctx.lab_file  # a recorded value labctl did not write: lab.yaml decides
-    if override:
-        ctx.lab_state.set_note(STAGE_NOTE, lab_file.lab.stage)
-    elif announce and lab_file.lab.stage != ctx.lab.stage:
-        ctx.emit(
-            "stage",
-            "info",
-            f"lab {ctx.lab.name} stays at stage {lab_file.lab.stage} (where it was brought up; "
-            f"lab.yaml says {ctx.lab.stage}): `--stage {ctx.lab.stage}` on up/reset moves it",
-        )
-    return ctx if lab_file is ctx.lab_file else replace(ctx, lab_file=lab_file)
+from labctl.ops.context import STAGE_NOTE, LabContext
 
 
 def record_stage(ctx: LabContext) -> None:

@@ -1,7 +1,8 @@
 """`labctl status`: one listing call, per-VM checks in parallel, the domain checked end to end.
 
 A stopped VM, a VM without an IP (`N/A`) or a check that fails is reported as a problem of that
-VM; it never sinks the whole report (the trap of `multipass list` itself, multipass #5219).
+VM; it never sinks the whole report (one wedged VM failing a whole listing is a trap engines fall
+into themselves: Multipass #5219).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from labctl.host.probes import DomainCheck, check_domain
+from labctl.engine.base import Instance, State
+from labctl.host.probes import DomainCheck
 from labctl.model import Vm
-from labctl.multipass.adapter import Instance
 from labctl.ops.context import LabContext
-from labctl.ops.stage import staged
 from labctl.ops.vm_report import agent_key_of, read_vm_report
+from labctl.ops.vm_schema import AppDoc, CloudInitDoc, ListenerDoc, NginxDoc, VmReportDoc
 
 _CLOUD_INIT_OK: Final = {"done", "degraded done"}
+MISSING: Final = "Missing"  # VmStatus.state of a lab VM that has no instance
 
 
 @dataclass(frozen=True)
@@ -29,22 +31,34 @@ class Pm2Process:
     pid: int | None = None
 
 
+@dataclass(frozen=True)
+class PortListener:
+    """A process listening on the app's port, and the pm2 processes it belongs to (itself, an
+    ancestor, or the pm2 daemon for a cluster-mode app), as the VM reports them."""
+
+    pid: int
+    command: str
+    pm2: list[str]
+
+
 @dataclass
 class VmStatus:
     name: str
     instance: str
     roles: list[str]
-    state: str  # a Multipass state, or "Missing"
+    state: str  # the engine's word for its state ("Running", "Stopped"...), or "Missing"
     ipv4: list[str] = field(default_factory=list)
     cloud_init: str | None = None
     pm2: list[Pm2Process] | None = None
     app_port_open: bool | None = None
+    app_listeners: list[PortListener] | None = None  # None: the VM did not say
     nginx_active: bool | None = None
     nginx_config_ok: bool | None = None
     nginx_error: str = ""
     problems: list[str] = field(default_factory=list)
     checked_via: str | None = None  # "agent" | "exec": how the report was read (None: not read)
     agent_error: str = ""  # why the VM's status agent was not used, when it was tried
+    running: bool = False  # the engine says it runs (`state` is the engine's own word for it)
 
     @property
     def ip(self) -> str | None:
@@ -100,10 +114,12 @@ class StatusReport:
         return data
 
 
-def status(ctx: LabContext) -> StatusReport:
-    ctx = staged(ctx)
+def status(ctx: LabContext, *, announce: bool = True) -> StatusReport:
+    """The lab's health; `announce`: say so when the lab is not at lab.yaml's stage."""
+    if announce and ctx.stage_note:
+        ctx.emit("stage", "info", ctx.stage_note)
     lab = ctx.lab
-    instances = {inst.name: inst for inst in ctx.multipass.list()}
+    instances = {inst.name: inst for inst in ctx.engine.list()}
     vms = [_base_status(ctx, vm, instances.get(ctx.instance(vm))) for vm in lab.vms]
     lb_status = next(v for v in vms if "lb" in v.roles)
     proxied = {vm.name for vm in lab.proxied_vms}  # behind the LB at this stage
@@ -140,21 +156,23 @@ def _base_status(ctx: LabContext, vm: Vm, inst: Instance | None) -> VmStatus:
             vm.name,
             name,
             list(vm.roles),
-            "Missing",
+            MISSING,
             problems=[f"instance {name} does not exist (run labctl up)"],
         )
-    status = VmStatus(vm.name, name, list(vm.roles), inst.state, list(inst.ipv4))
-    if inst.state != "Running":
-        status.problems.append(f"VM is {inst.state}")
+    status = VmStatus(vm.name, name, list(vm.roles), inst.shown_state, list(inst.ipv4))
+    status.running = inst.state is State.RUNNING
+    if not status.running:
+        why = f": unreachable: {inst.unreachable}" if inst.unreachable else ""
+        status.problems.append(f"VM is {inst.shown_state}{why}")
     elif status.ip is None:
         status.problems.append(f"no IPv4 address ({', '.join(inst.ipv4) or 'none'})")
     return status
 
 
 def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus, key: bytes | None) -> None:
-    if status.state != "Running":
+    if not status.running:
         return
-    # From the VM's status agent (one signed HTTP GET), else `multipass exec` (issue 14).
+    # From the VM's status agent (one signed HTTP GET), else the engine's exec.
     read = read_vm_report(ctx, status.instance, status.ip, key, vm.name)
     status.checked_via, status.agent_error = read.via, read.agent_error
     if read.report is None:
@@ -163,18 +181,18 @@ def _inspect_vm(ctx: LabContext, vm: Vm, status: VmStatus, key: bytes | None) ->
     _apply_report(ctx, vm, status, read.report)
 
 
-def _apply_report(ctx: LabContext, vm: Vm, status: VmStatus, report: dict[str, Any]) -> None:
-    ci = report.get("cloud_init") or {}
-    status.cloud_init = str(ci.get("status", "unknown"))
+def _apply_report(ctx: LabContext, vm: Vm, status: VmStatus, report: VmReportDoc) -> None:
+    ci = report.cloud_init or CloudInitDoc()
+    status.cloud_init = ci.status or "unknown"
     if status.cloud_init not in _CLOUD_INIT_OK:
         status.problems.append(f"cloud-init: {status.cloud_init}")
     if "app" in vm.roles:
-        _apply_app(ctx, status, report.get("app") or {})
+        _apply_app(ctx, status, report.app or AppDoc())
     if "lb" in vm.roles:
-        nginx = report.get("nginx") or {}
-        status.nginx_active = bool(nginx.get("active"))
-        status.nginx_config_ok = bool(nginx.get("config_ok"))
-        status.nginx_error = str(nginx.get("config_error") or "")
+        nginx = report.nginx or NginxDoc()
+        status.nginx_active = bool(nginx.active)
+        status.nginx_config_ok = bool(nginx.config_ok)
+        status.nginx_error = nginx.config_error or ""
         if not status.nginx_active:
             status.problems.append("nginx is not running")
         if not status.nginx_config_ok:
@@ -183,22 +201,17 @@ def _apply_report(ctx: LabContext, vm: Vm, status: VmStatus, report: dict[str, A
             )
 
 
-def _apply_app(ctx: LabContext, status: VmStatus, app: dict[str, Any]) -> None:
+def _apply_app(ctx: LabContext, status: VmStatus, app: AppDoc) -> None:
     wanted = ctx.lab.app.name
     processes = [
-        Pm2Process(
-            str(p.get("name", "?")),
-            str(p.get("status", "unknown")),
-            int(p.get("restarts") or 0),
-            p.get("pid") if isinstance(p.get("pid"), int) else None,
-        )
-        for p in app.get("processes") or []
-        if isinstance(p, dict)
+        Pm2Process(p.name or "?", p.status or "unknown", p.restarts or 0, p.pid)
+        for p in app.processes or []
     ]
     status.pm2 = processes
-    status.app_port_open = app.get("port_open") if isinstance(app.get("port_open"), bool) else None
+    status.app_port_open = app.port_open
+    status.app_listeners = _listeners(app.listeners)
     mine = [p for p in processes if p.name == wanted]
-    if not app.get("pm2_daemon"):
+    if not app.pm2_daemon:
         status.problems.append("pm2 daemon is not running")
     elif not mine:
         status.problems.append(f"pm2 has no process named {wanted!r}")
@@ -210,17 +223,25 @@ def _apply_app(ctx: LabContext, status: VmStatus, app: dict[str, Any]) -> None:
         status.problems.append(f"nothing listens on port {ctx.lab.app.port}")
 
 
+def _listeners(listeners: list[ListenerDoc] | None) -> list[PortListener] | None:
+    """The report's `listeners` (None: an older labctl-vm-status has none)."""
+    if listeners is None:
+        return None
+    return [PortListener(item.pid or 0, (item.command or "?")[:32], item.pm2) for item in listeners]
+
+
 def _check_domain(
     ctx: LabContext, lb_ip: str | None, backends: dict[str, str]
 ) -> DomainCheck | None:
     if lb_ip is None:
         return None
-    return check_domain(
+    return ctx.probe_domain(
         ctx.lab.domain,
         port=ctx.lab.lb.port,
         expected_ip=lb_ip,
         expected_backends=frozenset(backends),
         requests=3 * len(backends) + 2,
+        deadline=ctx.lab.waits.check,  # a trickling LB costs no more than a hung VM report
         resolver=ctx.resolver,
         use_resolution=ctx.lab.hosts_managed,
     )

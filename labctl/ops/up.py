@@ -12,16 +12,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from labctl.errors import ForeignInstanceError, LabctlError
+from labctl.engine.base import Instance, State
+from labctl.errors import EngineError, ForeignInstanceError, LabctlError
 from labctl.host.probes import DomainCheck
-from labctl.multipass.adapter import Instance
 from labctl.ops.archive import app_archive
 from labctl.ops.bringup import EarlyBaseline, VmOutcome, bring_up_vms
-from labctl.ops.context import LabContext, classify_instances, require_daemon
+from labctl.ops.context import LabContext, classify_instances
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure
-from labctl.ops.snapshot import take_baseline
-from labctl.ops.stage import left_to_student, record_stage, staged
+from labctl.ops.snapshot import BaselineSupport, take_baseline
+from labctl.ops.stage import left_to_student, record_stage
 from labctl.ops.wire import HostsOutcome, wire_and_wait
 
 
@@ -38,7 +38,7 @@ class UpResult:
     backend_names: dict[str, str] = field(default_factory=dict)  # "ip:port" -> vm
     seconds: float = 0.0
     baseline: str = ""  # taken | exists | off | partial | skipped: why
-    stage: str = "lb"  # the course stage brought up (issue 13)
+    stage: str = "lb"  # the course stage brought up
     left: list[str] = field(default_factory=list)  # what that stage leaves to the student
     url: str = ""  # the site's URL (with the LB port when it is not 80)
 
@@ -53,32 +53,26 @@ class UpInterruptedError(LabctlError):
     exit_code = 130
 
 
-def up(
-    ctx: LabContext,
-    *,
-    max_parallel: int = 4,
-    manage_hosts: bool | None = None,
-    force: bool = False,
-    stage: str | None = None,
-) -> UpResult:
+def up(ctx: LabContext) -> UpResult:
     with ctx.locked("up"):
-        ctx = staged(ctx, stage)
+        if ctx.stage_note:
+            ctx.emit("stage", "info", ctx.stage_note)
         try:
-            return _up(ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force)
+            return _up(ctx)
         except KeyboardInterrupt:
             raise _interrupted(ctx) from None
 
 
 def _interrupted(ctx: LabContext) -> UpInterruptedError:
     try:
-        by_name = {inst.name: inst for inst in ctx.multipass.list()}
+        by_name = {inst.name: inst for inst in ctx.engine.list()}
     except (LabctlError, KeyboardInterrupt):
         return UpInterruptedError(
-            "interrupted; could not list what exists (multipass did not answer)",
+            "interrupted; could not list what exists (the engine did not answer)",
             hint="Run `labctl status` to see the lab, `labctl up` to finish it.",
         )
     exists = [
-        f"{ctx.instance(vm)} ({by_name[ctx.instance(vm)].state})"
+        f"{ctx.instance(vm)} ({by_name[ctx.instance(vm)].shown_state})"
         for vm in ctx.lab.vms
         if ctx.instance(vm) in by_name
     ]
@@ -86,7 +80,7 @@ def _interrupted(ctx: LabContext) -> UpInterruptedError:
     unknown = [
         ctx.instance(vm)
         for vm in ctx.lab.vms
-        if by_name.get(ctx.instance(vm)) and by_name[ctx.instance(vm)].state == "Unknown"
+        if by_name.get(ctx.instance(vm)) and by_name[ctx.instance(vm)].state is State.BROKEN
     ]
     return UpInterruptedError(
         "interrupted; nothing more was launched. Exists: "
@@ -95,57 +89,69 @@ def _interrupted(ctx: LabContext) -> UpInterruptedError:
         hint="Run `labctl up` again to finish (it keeps what exists and launches the rest), or "
         "`labctl down` to remove it all."
         + (
-            f" An instance in state Unknown is rebuilt with `labctl reset VM --rebuild` ({', '.join(unknown)})."
+            f" A broken instance is rebuilt with `labctl reset VM --rebuild` ({', '.join(unknown)})."
             if unknown
             else ""
         ),
     )
 
 
-def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force: bool) -> UpResult:
+def _up(ctx: LabContext) -> UpResult:
     started = time.monotonic()
-    lab = ctx.lab
-    mp = ctx.multipass
-    # Bad input (an app too big for user-data) is refused before any multipass call.
+    lab, engine = ctx.lab, ctx.engine
+    # Bad input (an app too big for user-data) is refused before any engine call.
     archive = app_archive(ctx.lab_file)
-    ctx.emit("preflight", "start", "checking multipass")
-    # Two independent questions to the daemon: asked at once, they cost one round trip (issue 14).
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="preflight") as pool:
-        instances = pool.submit(mp.list)
-        version = require_daemon(mp)
-        ownership = classify_instances(ctx, instances.result())
+    ctx.emit("preflight", "start", f"checking {engine.capabilities.name}")
+    # Two independent questions to the daemon: asked at once, they cost one round trip.
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="preflight") as pool:
+            instances = pool.submit(engine.list)
+            version = engine.ready()
+            ownership = classify_instances(ctx, instances.result())
+    except EngineError as exc:  # the engine cannot take the lab: say that nothing happened yet
+        exc.message = f"{exc.message}; up launched nothing and changed nothing"
+        raise
     if ownership.foreign:
-        names = ", ".join(f"{inst.name} ({inst.state})" for inst in ownership.foreign.values())
+        names = ", ".join(
+            f"{inst.name} ({inst.shown_state})" for inst in ownership.foreign.values()
+        )
         raise ForeignInstanceError(
             f"instance name(s) already used by something that is not lab {lab.name!r}: {names}",
             hint="labctl never touches instances it did not create. Rename the lab (name: in "
-            "lab.yaml) or remove those instances yourself (multipass delete --purge NAME).",
+            "lab.yaml) or remove those instances yourself.",
         )
-    running = {name for name, inst in ownership.ours.items() if inst.state == "Running"}
+    running = {name for name, inst in ownership.ours.items() if inst.state is State.RUNNING}
     preflight(
         ctx,
         [vm for vm in lab.vms if vm.name not in running],
         [vm for vm in lab.vms if vm.name in ownership.missing],
-        force=force,
     )
     ctx.emit(
         "preflight",
         "done",
-        f"multipass {version}; {len(ownership.ours)} of {len(lab.vms)} VMs exist",
+        f"{version}; {len(ownership.ours)} of {len(lab.vms)} {engine.capabilities.instance_noun}s "
+        "exist",
     )
+    try:  # after every refusal: what the engine needs before a launch (a student's project)
+        prepared = engine.prepare()
+    except EngineError as exc:
+        exc.message = f"{exc.message}; up launched nothing"
+        raise
+    if prepared:
+        ctx.emit("preflight", "info", prepared)
     record_stage(ctx)
     # The LB's addresses are asked for as soon as no VM can stop again, while the last VM's
-    # cloud-init is still being checked: one round trip less before the wiring (issue 14).
+    # cloud-init is still being checked: one round trip less before the wiring.
     listings: list[Future[list[Instance]]] = []
+    support = BaselineSupport(ctx)  # asked of the engine once, early baseline or after serving
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="listing") as lister:
         outcomes, failures = bring_up_vms(
             ctx,
             lab.vms,
             ownership.ours,
-            max_parallel=max_parallel,
             archive=archive,
-            baseline=EarlyBaseline(ctx),
-            settled=lambda: listings.append(lister.submit(mp.list)),
+            baseline=EarlyBaseline(ctx, support),
+            settled=lambda: listings.append(lister.submit(engine.list)),
         )
         listing = _result_or_none(listings)
     result = UpResult(
@@ -154,7 +160,7 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
     result = replace(result, stage=lab.stage, left=left_to_student(lab))
     if failures:
         return result
-    wiring = wire_and_wait(ctx, manage_hosts=manage_hosts, listing=listing)
+    wiring = wire_and_wait(ctx, listing=listing)
     vms = [replace(o, ip=wiring.ips.get(o.vm)) for o in result.vms]
     result = replace(
         result,
@@ -168,7 +174,7 @@ def _up(ctx: LabContext, *, max_parallel: int, manage_hosts: bool | None, force:
     )
     if result.ok:
         early = [o.vm for o in outcomes if o.early_baseline]
-        baseline, outcome = take_baseline(ctx, manage_hosts=manage_hosts, early=early)
+        baseline, outcome = take_baseline(ctx, early=early, support=support)
         result = replace(result, baseline=baseline)
         if outcome is not None and outcome.wiring is not None and not outcome.wiring.ok:
             result = replace(result, failures=outcome.wiring.failures, check=outcome.wiring.check)

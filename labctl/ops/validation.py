@@ -26,6 +26,7 @@ from labctl.errors import ConfigError, LabctlError
 from labctl.host.hostsfile import hosts_path, read_hosts
 from labctl.host.resources import HostResources, host_resources
 from labctl.model import Lab
+from labctl.ops.context import RunOptions
 from labctl.scalars import size_in_bytes
 
 GIB = 1024**3
@@ -50,7 +51,7 @@ def check_lab(
     lab_file: LabFile,
     *,
     hosts_file: Path | None = None,
-    manage_hosts: bool | None = None,
+    options: RunOptions | None = None,
     facts: HostFacts | None = None,
     host: HostResources | None = None,
 ) -> Findings:
@@ -73,8 +74,8 @@ def check_lab(
             )
         if walk.not_files:
             warnings.append(lab_file.problem(where, f"not packed: {_some(walk.not_files)}"))
-    manage = lab.manage_hosts if manage_hosts is None else manage_hosts
-    if manage:  # names matter only when labctl writes the hosts entry
+    if lab.manage_hosts and not (options and options.no_hosts):
+        # names matter only when labctl writes the hosts entry
         if facts is None:
             facts, more = host_facts(hosts_file or hosts_path())
             warnings += more
@@ -84,9 +85,9 @@ def check_lab(
     return Findings(sorted(set(problems), key=_position), [f"warning: {w}" for w in warnings])
 
 
-def require_valid(lab_file: LabFile, *, manage_hosts: bool | None = None) -> list[str]:
+def require_valid(lab_file: LabFile, options: RunOptions | None = None) -> list[str]:
     """check_lab on this machine, raising ConfigError on problems; returns the warnings."""
-    findings = check_lab(lab_file, manage_hosts=manage_hosts)
+    findings = check_lab(lab_file, options=options)
     if findings.problems:
         raise ConfigError(findings.problems)
     return findings.warnings

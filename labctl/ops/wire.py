@@ -1,21 +1,27 @@
 """Point the LB at the app VMs' current IPs, write the hosts entry, wait until the domain serves.
 
 Shared by every use case that changes the VMs under the load balancer (`up`, `snapshot save|restore`,
-`reset`): after a stop/start or a relaunch the IPs may have changed (multipass.md §7.2).
+`reset`): after a stop/start or a relaunch the addresses may have changed (Multipass gives a
+restarted VM a new one on some hosts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Final
 
+from labctl.engine.base import Instance, State
 from labctl.errors import HostsFileError, ProbeTimeoutError
 from labctl.host.hostsfile import entry_line, render_block, update_hosts
-from labctl.host.probes import DomainCheck, HttpAnswer, check_domain, http_get, wait_until
-from labctl.multipass.adapter import Instance
+from labctl.host.probes import DomainCheck, HttpAnswer, wait_until
 from labctl.ops.context import LabContext
 from labctl.ops.failures import StageFailure, log_tail
-from labctl.ops.stage import staged
 from labctl.render.userdata import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend, render_nginx_site
+
+# A running instance may not have its address yet: an engine whose launch or start returns once
+# the instance started (LXD) lists it before DHCP answered (seconds). Listed again this often.
+ADDRESS_POLL: Final = 1.0
+ADDRESS_POLLS: Final = 60
 
 
 @dataclass(frozen=True)
@@ -47,20 +53,13 @@ class Wiring:
         return not self.failures and (self.check is not None or self.stage == "app")
 
 
-def wire_and_wait(
-    ctx: LabContext,
-    *,
-    manage_hosts: bool | None = None,
-    listing: list[Instance] | None = None,
-) -> Wiring:
-    """Re-sync nginx (nginx -t first) and the hosts entry with `multipass list` (or `listing`,
-    one taken when nothing could change the VMs' addresses any more), then wait."""
-    ctx = staged(
-        ctx, announce=False
-    )  # what is wired depends on the lab's course stage (ops/stage.py)
-    lab, mp = ctx.lab, ctx.multipass
-    manage = lab.hosts_managed if manage_hosts is None else manage_hosts
-    instances = {inst.name: inst for inst in (mp.list() if listing is None else listing)}
+def wire_and_wait(ctx: LabContext, *, listing: list[Instance] | None = None) -> Wiring:
+    """Re-sync nginx (nginx -t first) and the hosts entry with the engine's listing (or `listing`,
+    one taken when nothing could change the VMs' addresses any more), then wait. What is wired
+    depends on the lab's course stage."""
+    lab, engine = ctx.lab, ctx.engine
+    manage = ctx.manage_hosts
+    instances = _with_addresses(ctx, engine.list() if listing is None else listing)
     failures: list[StageFailure] = []
     ips: dict[str, str] = {}
     for vm in lab.vms:
@@ -71,11 +70,12 @@ def wire_and_wait(
             failures.append(
                 StageFailure(
                     "ip",
-                    f"{ctx.instance(vm)} has no IPv4 address (multipass list: {shown})",
+                    f"{ctx.instance(vm)} has no IPv4 address (the engine lists: {shown})",
                     vm=vm.name,
-                    hint=f"Check the VM's network (multipass info {ctx.instance(vm)}); once "
-                    f"fixed, `multipass restart {ctx.instance(vm)}` and `labctl up` again (up "
-                    "never restarts a running VM). The load balancer was not changed.",
+                    hint=f"Check its network (`labctl exec {vm.name} -- ip -4 addr`); once "
+                    f"fixed, restart it (`labctl exec {vm.name} -- sudo reboot`) and `labctl up` "
+                    f"again (up never restarts a running {engine.capabilities.instance_noun}). "
+                    "The load balancer was not changed.",
                 )
             )
         else:
@@ -90,7 +90,7 @@ def wire_and_wait(
     lb = lab.lb_vm
     lb_ip = ips[lb.name]
     ctx.emit("lb", "start", f"pointing nginx at {len(backends)} backend(s)", vm=lb.name)
-    applied = mp.exec(
+    applied = engine.exec(
         ctx.instance(lb), LB_APPLY_COMMAND, stdin=render_nginx_site(lab, backends), timeout=120
     )
     if applied.returncode == 127:  # the shell found no labctl-lb-apply: not nginx's verdict
@@ -164,7 +164,7 @@ def _write_hosts(ctx: LabContext, lb_ip: str, manage: bool) -> HostsOutcome | St
             ctx.hosts_file,
             lab.name,
             render_block(lab.name, lb_ip, lab.server_names),
-            backup=ctx.lab_state.hosts_backup,
+            backup=ctx.lab_state.save_hosts_backup,
         )
     except HostsFileError as exc:  # e.g. ENOSPC or EACCES: everything else is in place
         return StageFailure(
@@ -177,6 +177,25 @@ def _write_hosts(ctx: LabContext, lb_ip: str, manage: bool) -> HostsOutcome | St
         )
     ctx.emit("hosts", "done", f"{'updated' if changed else 'already has'} {ctx.hosts_file}: {line}")
     return HostsOutcome(True, changed, line, str(ctx.hosts_file))
+
+
+def _with_addresses(ctx: LabContext, listing: list[Instance]) -> dict[str, Instance]:
+    """The lab's instances by name, listed again (bounded) while a running one has no IPv4."""
+    names = {ctx.instance(vm) for vm in ctx.lab.vms}
+    for _ in range(ADDRESS_POLLS):
+        instances = {inst.name: inst for inst in listing}
+        waiting = [
+            name
+            for name in names
+            if name in instances
+            and instances[name].state in (State.RUNNING, State.STARTING)
+            and instances[name].ip is None
+        ]
+        if not waiting:
+            break
+        ctx.sleep(ADDRESS_POLL)
+        listing = ctx.engine.list()
+    return {inst.name: inst for inst in listing}
 
 
 def _wire_app_stage(ctx: LabContext, ips: dict[str, str], manage: bool) -> Wiring:
@@ -192,7 +211,9 @@ def _wire_app_stage(ctx: LabContext, ips: dict[str, str], manage: bool) -> Wirin
     ctx.emit("serve", "start", f"waiting for the app to answer on {len(apps)} app VM(s)")
 
     def attempt() -> dict[str, HttpAnswer]:
-        return {vm: http_get(ip, lab.app.port, lab.domain, timeout=5.0) for vm, ip in apps.items()}
+        return {
+            vm: ctx.probe_app(ip, lab.app.port, lab.domain, timeout=5.0) for vm, ip in apps.items()
+        }
 
     def answering(answers: dict[str, HttpAnswer]) -> bool:
         return all(a.status is not None and a.status < 500 for a in answers.values())
@@ -240,7 +261,7 @@ def wait_serving(
     lab = ctx.lab
 
     def attempt() -> DomainCheck:
-        return check_domain(
+        return ctx.probe_domain(
             lab.domain,
             port=lab.lb.port,
             expected_ip=lb_ip,

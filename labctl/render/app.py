@@ -1,4 +1,5 @@
-"""Pure rendering of the app VM's files: pm2 ecosystem, settings and env files (stack.md §3, §5).
+"""Pure rendering of the app VM's files: pm2 ecosystem, settings and env files (what pm2 and the
+app rely on: docs/provisioning.md).
 
 Everything is built as data and serialized (JSON for the ecosystem, `shlex.quote` for the shell
 files), so no lab.yaml value can escape its context.
@@ -68,7 +69,7 @@ def app_settings(lab: Lab, vm: Vm) -> dict[str, str]:
 
 
 def ecosystem_app(lab: Lab, vm: Vm) -> dict[str, Any]:
-    """The one pm2 app entry, per start mode (stack.md §3)."""
+    """The one pm2 app entry, per start mode."""
     app, start = lab.app, lab.app.start
     entry: dict[str, Any] = {"name": app.name, "cwd": APP_DIR}
     env: dict[str, Any] = dict(app_env(lab, vm))
@@ -78,7 +79,7 @@ def ecosystem_app(lab: Lab, vm: Vm) -> dict[str, Any]:
             raise ValueError("app.start is required for a git or path app")
         entry["script"] = f"{APP_DIR}/{HELLO_SCRIPT}"
     elif start.serve is not None:
-        # pm2's built-in static server, same as `pm2 serve DIR PORT --spa` (stack.md §3).
+        # pm2's built-in static server, same as `pm2 serve DIR PORT --spa`.
         entry["script"] = "serve"
         env |= {
             "PM2_SERVE_PATH": _inside_app(start.serve),

@@ -1,4 +1,5 @@
-"""Pure rendering of the load balancer's nginx site (stack.md §1).
+"""Pure rendering of the load balancer's nginx site; each setting and the measurement behind it:
+docs/nginx-failover.md.
 
 lab.yaml values are validated by `labctl.model`; these functions still check every value that
 lands in nginx syntax, so a value that slipped through raises ValueError instead of injecting
@@ -19,8 +20,7 @@ from labctl.scalars import NAME_RE
 SITES_AVAILABLE: Final = "/etc/nginx/sites-available"
 SITES_ENABLED: Final = "/etc/nginx/sites-enabled"
 PLACEHOLDER_BODY: Final = "labctl: waiting for backends"
-# Below Node's 5 s server.keepAliveTimeout, so nginx never reuses a socket Node just closed
-# (stack.md §1.1).
+# Below Node's 5 s server.keepAliveTimeout, so nginx never reuses a socket Node just closed.
 UPSTREAM_KEEPALIVE_TIMEOUT: Final = "4s"
 _METHOD_LINES: Final = {"round_robin": None, "least_conn": "least_conn;", "ip_hash": "ip_hash;"}
 _SERVER_NAME_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
@@ -66,7 +66,7 @@ def nginx_seconds(seconds: float) -> str:
 
 
 def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | None = None) -> str:
-    """The LB site with real upstreams, for `labctl-lb-apply` (stack.md §1.1, §1.3).
+    """The LB site with real upstreams, for `labctl-lb-apply`.
 
     last_resort (default: wherever the method allows `backup`) lists every backend a second time
     as a `backup` peer with max_fails=0, see _last_resort_lines.
@@ -78,7 +78,7 @@ def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | 
     lb = lab.lb
     upstream = upstream_name(lab)
     lines = [_header(lab), f"upstream {upstream} {{"]
-    # Without a shared zone every worker keeps its own failure state (stack.md §1.1): a dead
+    # Without a shared zone every worker keeps its own failure state: a dead
     # backend is then tried and failed once per worker, and a returning one is skipped by the
     # workers that have not retried it yet. The zone makes all workers agree.
     lines.append(f"    zone {upstream} 64k;")
@@ -98,14 +98,14 @@ def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | 
     if last_resort:
         lines += _last_resort_lines(backends)
     if lb.keepalive > 0:
-        # Needs HTTP/1.1 and an empty Connection header below on nginx < 1.29.7 (stack.md §1.1).
+        # Needs HTTP/1.1 and an empty Connection header below on nginx < 1.29.7.
         lines += [
             f"    keepalive {int(lb.keepalive)};",
             f"    keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT};",
         ]
     next_upstream = "error timeout http_502 http_503 http_504"
     if lb.retry_non_idempotent:
-        next_upstream += " non_idempotent"  # retries POSTs too: duplicates possible (stack.md §1.3)
+        next_upstream += " non_idempotent"  # retries POSTs too: duplicates become possible
     lines += [
         "}",
         "",
@@ -122,7 +122,7 @@ def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | 
         "        proxy_set_header X-Real-IP $remote_addr;",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "        proxy_set_header X-Forwarded-Proto $scheme;",
-        # The 60 s defaults stall every request on a dead or hung VM (stack.md §1.3).
+        # The 60 s defaults stall every request on a dead or hung VM (docs/nginx-failover.md).
         f"        proxy_connect_timeout {nginx_time(lb.connect_timeout)};",
         f"        proxy_read_timeout {nginx_time(lb.read_timeout)};",
         f"        proxy_next_upstream {next_upstream};",
@@ -139,7 +139,7 @@ def render_nginx_site(lab: Lab, backends: list[Backend], *, last_resort: bool | 
 
 def supports_last_resort(lab: Lab) -> bool:
     """`backup` is refused with hash, ip_hash and random ("balancing method does not support
-    parameter backup", stack.md §1.1/§1.2)."""
+    parameter backup" from `nginx -t`)."""
     return lab.lb.method in ("round_robin", "least_conn")
 
 
@@ -147,7 +147,7 @@ def _last_resort_lines(backends: list[Backend]) -> list[str]:
     # nginx uses backup peers only once every primary is marked failed. After an outage of every
     # backend (a redeploy, a restart of all app VMs) the primaries stay skipped for fail_timeout,
     # while these peers (max_fails=0: never marked failed) carry live requests: the first request
-    # after the apps return gets its 200 (bench/RESULTS.md, issue 14). During the outage they
+    # after the apps return gets its 200 (docs/nginx-failover.md). During the outage they
     # still answer 502/504, as before. One dead backend never reaches them: the others serve.
     lines = [
         "    # Last resort: the same backends, used only while every server above is marked down."
@@ -205,7 +205,7 @@ def _server_name(name: str) -> str:
 
 def _backend_address(address: str) -> str:
     """Accept only `IPv4:port` or `[IPv6]:port`: hostnames would be resolved once at load and fail
-    hard when unknown (stack.md §1.3), and anything else could inject directives."""
+    hard when unknown, and anything else could inject directives."""
     host, sep, port = address.rpartition(":")
     if not sep or not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
         raise ValueError(f"backend address must be IP:port, got {address!r}")

@@ -1,6 +1,6 @@
 """Pure rendering: cloud-init user-data per VM, the LB's nginx site, the argv labctl runs on VMs.
 
-Nothing here reads files, the clock or the environment (style.md §6.2 rule 3): the static files
+Nothing here reads files, the clock or the environment (so it is testable on golden files): the static files
 arrive as `Assets` (see `labctl.render.assets`). User-data is built as data and dumped with PyYAML's safe
 dumper, never string-templated, so lab.yaml values cannot change its structure.
 """
@@ -48,6 +48,7 @@ from labctl.render.nginx import (
 __all__ = [
     "APP_LOG_COMMAND",
     "CLOUD_INIT_LOG_COMMAND",
+    "CLOUD_INIT_WAIT_COMMAND",
     "INSTANCE_MARKER_PATH",
     "LB_APPLY_COMMAND",
     "NGINX_LOG_COMMAND",
@@ -78,11 +79,13 @@ VM_STATUS_PATH: Final = "/usr/local/sbin/labctl-vm-status"
 NGINX_ERROR_LOG: Final = "/var/log/nginx/error.log"
 CLOUD_INIT_OUTPUT_LOG: Final = "/var/log/cloud-init-output.log"
 
-# `multipass exec LB -- <argv>` with the site text on stdin. Exit 0 = applied/unchanged (stdout
-# says which), 1 = rejected by nginx -t (old site kept), 2 = bad input, 3 = reload failed.
+# Run in the LB instance with the site text on stdin. Exit 0 = applied/unchanged (stdout says
+# which), 1 = rejected by nginx -t (old site kept), 2 = bad input, 3 = reload failed.
 LB_APPLY_COMMAND: Final[list[str]] = ["sudo", LB_APPLY_PATH]
 # Prints one JSON object (schema in cloud-init/vm_status.py), always exit 0.
 VM_STATUS_COMMAND: Final[list[str]] = ["sudo", VM_STATUS_PATH]
+# Waits for cloud-init to end; exits 0 done, 2 done with recoverable errors, 1 failed.
+CLOUD_INIT_WAIT_COMMAND: Final[list[str]] = ["cloud-init", "status", "--wait"]
 NODESOURCE_URL: Final = "https://deb.nodesource.com/node_{version}.x"
 SECRET_MASK: Final = "<secret: masked by labctl render>"  # noqa: S105  (a placeholder, not a password)
 
@@ -149,7 +152,7 @@ def render_user_data(
     files = _common_files(lab, vm, assets)
     files += _agent_files(assets, status_key)
     # runcmd is one /bin/sh script without `set -e`: only the last status would count
-    # (stack.md §4.1), so make every failure stop it and fail cloud-init.
+    # (docs/provisioning.md), so make every failure stop it and fail cloud-init.
     runcmd: list[str | list[str]] = ["set -eu", *agent_runcmd()]
     if is_lb:  # first: the LB is quick, and answers 503 while the app builds
         packages.append("nginx")
@@ -161,7 +164,7 @@ def render_user_data(
         runcmd.append([PROVISION_APP_PATH])
 
     data: dict[str, Any] = {
-        "users": ["default"],  # Multipass needs the default `ubuntu` user (stack.md §4.1)
+        "users": ["default"],  # the image's default user: exec and shell run as it
         "package_update": True,
         "package_upgrade": False,
     }
@@ -182,7 +185,7 @@ def _nodesource(lab: Lab, assets: Assets) -> dict[str, str]:
     if not assets.nodesource_key.lstrip().startswith(ARMORED_KEY_HEADER):
         raise ValueError("assets.nodesource_key is not an armored PGP key")
     version = int(lab.app.node_version)
-    # $KEY_FILE is substituted by cloud-init's apt module (stack.md §4.4).
+    # $KEY_FILE is substituted by cloud-init's apt module.
     source = f"deb [signed-by=$KEY_FILE] {NODESOURCE_URL.format(version=version)} nodistro main"
     return {"source": source, "key": assets.nodesource_key}
 
@@ -222,7 +225,7 @@ def _lb_files(lab: Lab, assets: Assets) -> list[dict[str, Any]]:
     if lab.stage == "app":  # nginx keeps its own default site: the proxy is the student's to write
         return [_file(LB_APPLY_PATH, assets.lb_apply, "0755")]
     return [
-        # Deferred: lands after the nginx package, so dpkg never sees it (stack.md §4.1).
+        # Deferred: lands after the nginx package, so dpkg never sees it (docs/provisioning.md).
         _file(nginx_site_path(lab), render_placeholder_site(lab), "0644", defer=True),
         _file(LB_APPLY_PATH, assets.lb_apply, "0755"),
     ]
@@ -264,7 +267,7 @@ def _file(
         entry["encoding"] = encoding
     entry |= {"content": content, "owner": "root:root", "permissions": permissions}
     if defer or path.startswith("/home/ubuntu/") or path.startswith(APP_DIR):
-        entry["defer"] = True  # the ubuntu user and its home exist only later (stack.md §4.1)
+        entry["defer"] = True  # the ubuntu user and its home exist only in the final stage
     return entry
 
 
@@ -279,8 +282,8 @@ def _count(lines: int) -> str:
 
 
 try:
-    # libyaml's emitter: the same document ~10x faster than PyYAML's pure-Python one (issue 14:
-    # `up` renders every VM's ~25 KB user-data in its launch thread, under the GIL).
+    # libyaml's emitter: the same document ~10x faster than PyYAML's pure-Python one (`up`
+    # renders every VM's ~25 KB user-data in its launch thread, under the GIL).
     from yaml import CSafeDumper as _SafeDumper
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeDumper as _SafeDumper  # type: ignore[assignment]

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from labctl.host.probes import Tally, hammer
+from tests.browser.support import browser_env
 from tests.conftest import skip_or_fail_without_sim
 from tests.fake_multipass.fixture import FakeMultipass
 
@@ -49,13 +50,18 @@ class SimLab:
     prefix: str
     hosts: Path
     multipass: Path  # wrapper: the fake, run in the test's mount namespace
+    # `labctl check` opens the lab in the real browser (kept off the internet); else its browser
+    # check is skipped (LABCTL_BROWSER=none), as in the tests that grade other things
+    browser: bool = False
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
         env.update(self.fake.env)
         env["LABCTL_MULTIPASS"] = str(self.multipass)
+        env["LABCTL_LXC"] = "/nonexistent/labctl-tests-use-a-fake-lxc"  # never this machine's
         env["LABCTL_STATE_DIR"] = str(self.root / "state")
         env["PYTHONPATH"] = str(ROOT)
+        env.update(browser_env() if self.browser else {"LABCTL_BROWSER": "none"})
         return env
 
     def labctl(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -187,6 +193,20 @@ def serve_git_app(tmp: Path, port: int, listen: str | None = None) -> Iterator[s
     daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield repo.name
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_git_repos(repos: Path, port: int) -> Iterator[None]:
+    """`git daemon` serving every bare repository in `repos` on `port` (no internet needed)."""
+    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={repos}"]
+    daemon = subprocess.Popen(
+        [*argv, f"--port={port}", str(repos)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)

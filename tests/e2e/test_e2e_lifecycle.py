@@ -105,7 +105,7 @@ waits: {launch: 300s, cloud_init: 300s, serve: 90s}
 
 
 def test_a_baseline_taken_before_the_wiring_restores_to_a_serving_lab(sim_lab: SimLab) -> None:
-    """Issue 14: with one launch slot the gateway (lb+app, heaviest, first) is done while app1
+    """The early baseline: with one launch slot the gateway (lb+app, heaviest, first) is done while app1
     still waits for the slot, so it takes its baseline before nginx has the lab's site; reset
     restores that and the wiring puts the site back."""
     path = sim_lab.root / "lab.yaml"

@@ -79,7 +79,7 @@ def test_hello_lab_up_is_serving_healthy_idempotent_and_down_leaves_nothing(
     assert report["domain"]["backends_seen"] == APPS
     for vm in report["vms"]:
         assert vm["state"] == "Running" and vm["ipv4"] == [sim_lab.ip(f"hello-{vm['name']}")]
-        # Read from the VM's status agent over the bridge, not by `multipass exec` (issue 14).
+        # Read from the VM's status agent over the bridge, not by `multipass exec`.
         assert (vm["checked_via"], vm["agent_error"]) == ("agent", ""), vm
         if vm["name"] in APPS:
             assert [(p["name"], p["status"]) for p in vm["pm2"]] == [("hello", "online")]
@@ -224,3 +224,17 @@ def test_seed_lab_shape_from_a_local_git_repository(sim_lab: SimLab, git_app: in
         check=False,
     ).stdout
     assert "dumbflix-like frontend seed" in body  # built with the app's env, served by pm2 serve
+    # The real-VM test's check on this shape: pm2 serve --spa serves labctl's check file from
+    # build/, the gateway (lb + app) holds its port through pm2; the file is gone afterwards.
+    names = ["app-online", "lb-serves", "reverse-proxy", "load-balancing"]
+    checked = sim_lab.labctl(
+        "check", "-f", str(path), "--json", *(a for n in names for a in ("--check", n))
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    [lab] = json.loads(checked.stdout)["labs"]
+    reasons = {c["name"]: c["reason"] for c in lab["checks"]}
+    assert "serves labctl's check file" in reasons["app-online"], reasons
+    assert reasons["load-balancing"].startswith("every backend answered with its own check file")
+    for vm in ("app1", "gateway"):
+        listing = sim_lab.multipass_cmd("exec", f"alvin-{vm}", "--", "ls", "/home/ubuntu/app/build")
+        assert listing.returncode == 0 and "labctl-check-" not in listing.stdout, listing.stdout

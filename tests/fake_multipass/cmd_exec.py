@@ -1,4 +1,4 @@
-"""exec / transfer / shell (§2.4, §2.5, §2.13)."""
+"""exec / transfer / shell (docs/engines/multipass.md)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def cmd_transfer(ctx: Context, p: Parsed) -> int:
         path = _remote_path(src)
         data = ctx.backend.read_file(inst, path)
         if data is None:
-            # [fake] wording: SFTP errors print e.what() and exit 2 (§2.5)
+            # [fake] wording: SFTP errors print e.what() and exit 2 (docs/engines/multipass.md)
             ctx.err(f"transfer failed: remote source does not exist: {path}\n")
             return 2
         if args[-1] == "-":

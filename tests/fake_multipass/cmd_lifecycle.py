@@ -1,4 +1,4 @@
-"""start / stop / restart / suspend / delete / purge / recover (§2.6, §2.7)."""
+"""start / stop / restart / suspend / delete / purge / recover (docs/engines/multipass.md)."""
 
 from __future__ import annotations
 

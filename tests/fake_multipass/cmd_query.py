@@ -25,7 +25,9 @@ def check_format(p: Parsed) -> str:
 def cmd_version(ctx: Context, p: Parsed) -> int:
     fmt = check_format(p)
     client = ctx.settings.version
-    daemon = None if ctx.daemon_is_down() else client  # version never fails (§1.3)
+    daemon = (
+        None if ctx.daemon_is_down() else client
+    )  # version never fails (docs/engines/multipass.md)
     if fmt == "json":
         doc = {"multipass": client} | ({"multipassd": daemon} if daemon else {})
         ctx.out(qt_json(doc))
@@ -51,7 +53,7 @@ def list_ipv4(inst: Instance) -> list[str]:
         return []
     ips = [str(ip) for ip in inst.get("ipv4") or []]
     if inst["state"] == "Delayed Shutdown":
-        ips = ips[:1]  # extra IPs are missing in Delayed Shutdown (§7.2)
+        ips = ips[:1]  # extra IPs are missing in Delayed Shutdown (docs/engines/multipass.md)
     return ips or ["N/A"]
 
 
@@ -243,7 +245,7 @@ _SETTINGS_KEYS = (
 
 
 def cmd_get(ctx: Context, p: Parsed) -> int:
-    """`get <key> [--raw]` / `get --keys` for the global keys (§2.11); works without the daemon
+    """`get <key> [--raw]` / `get --keys` for the global keys (docs/engines/multipass.md); works without the daemon
     only for client.* keys, as in multipass."""
     if p.is_set("keys"):
         ctx.out("".join(f"{key}\n" for key in _SETTINGS_KEYS))

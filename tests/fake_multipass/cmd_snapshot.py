@@ -1,4 +1,4 @@
-"""snapshot / restore (§2.8)."""
+"""snapshot / restore (docs/engines/multipass.md)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class Context:
         return self.settings.daemon_down(self.address, self.invocations_before)
 
     def connect(self, command: str) -> None:
-        """Reaching the daemon (§1.3): exit 2 when it is down."""
+        """Reaching the daemon (docs/engines/multipass.md): exit 2 when it is down."""
         if self.daemon_is_down():
             raise failed(command, "cannot connect to the multipass socket")
 
@@ -112,7 +112,7 @@ def missing_or_deleted(
 
 
 def operative_errors(daemon: Daemon, names: list[str], *, deleted_ok: bool = False) -> list[str]:
-    """require_operative_instances_reaction texts (§2.6, §5)."""
+    """require_operative_instances_reaction texts (docs/engines/multipass.md)."""
     missing, deleted = missing_or_deleted(daemon, names, deleted_ok=deleted_ok)
     errors = []
     for n in names:

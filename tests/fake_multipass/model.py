@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from .errors import unhandled, usage
 
-# §6: QRegularExpression::anchoredPattern("^([a-zA-Z]|[a-zA-Z][a-zA-Z0-9\\-]*[a-zA-Z0-9])")
+# QRegularExpression::anchoredPattern("^([a-zA-Z]|[a-zA-Z][a-zA-Z0-9\\-]*[a-zA-Z0-9])")
 NAME_RE = re.compile(r"[a-zA-Z]|[a-zA-Z][a-zA-Z0-9\-]*[a-zA-Z0-9]")
-# §2.1 src/utils/memory_size.cpp (case-insensitive)
+# src/utils/memory_size.cpp (case-insensitive)
 SIZE_RE = re.compile(r"\s*(\d+)(?:\.(\d+)(?=[KMG]))?(?:([KMG])(?:i?B)?|B)?\s*", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
@@ -19,7 +19,9 @@ KiB, MiB, GiB = 1024, 1024**2, 1024**3
 MIN_MEMORY = 128 * MiB
 MIN_DISK = 512 * MiB
 DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_DISK = 1, "1G", "5G"
-DEFAULT_IMAGE = "24.04"  # simplification: multipass resolves "default" remotely (§2.1)
+DEFAULT_IMAGE = (
+    "24.04"  # simplification: multipass resolves "default" remotely (docs/engines/multipass.md)
+)
 
 
 def valid_name(name: str) -> bool:
@@ -103,10 +105,10 @@ def petname() -> str:
 
 
 def guest_memory_total(requested: int) -> int:
-    """Guest-visible memory: 1G -> 1040195584 as in the docs example (§3.1)."""
+    """Guest-visible memory: 1G -> 1040195584 as in the docs example (docs/engines/multipass.md)."""
     return max(requested - 33546240, requested // 2)
 
 
 def guest_disk_total(requested: int) -> int:
-    """Guest-visible disk: 5G -> 5136297984 as in the docs example (§3.1)."""
+    """Guest-visible disk: 5G -> 5136297984 as in the docs example (docs/engines/multipass.md)."""
     return max(requested - 232411136, requested // 2)

@@ -116,8 +116,15 @@ class PlainBackend:
         resp = self._canned(inst, cmd)
         if resp is not None:
             time.sleep(float(resp.get("delay", 0)))
-            stdout.write(str(resp.get("stdout", "")).encode())
-            stderr.write(str(resp.get("stderr", "")).encode())
+            out, err = str(resp.get("stdout", "")).encode(), str(resp.get("stderr", "")).encode()
+            try:
+                for _ in range(
+                    int(resp.get("repeat", 1))
+                ):  # both pipes fill: the reader must drain both
+                    stdout.write(out)
+                    stderr.write(err)
+            except BrokenPipeError:  # the reader gave up (killed us or closed): like a real VM
+                return 141
             return int(resp.get("rc", 0))
         if cmd[:1] and cmd[0] in SHELLS and "-c" in cmd[1:]:
             script = cmd[cmd.index("-c") + 1] if cmd.index("-c") + 1 < len(cmd) else ""

@@ -14,7 +14,6 @@ still "finishes in the background" like the real daemon.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -22,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.fake_cli import file_lock as _flocked
 
 from .errors import CommandError
 
@@ -65,16 +66,6 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
     finally:
         held.discard(path)
-
-
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from .faults import Settings
 from .guest import BOOT_FINISHED
 from .sim_backend import SimBackend
 
-DAEMON_TIMEOUT = 300.0  # multipassd's default per phase (multipass.md §2.1)
+DAEMON_TIMEOUT = 300.0  # multipassd's default per phase (docs/engines/multipass.md)
 
 
 class VmBackend(SimBackend):
@@ -86,7 +86,7 @@ class VmBackend(SimBackend):
     def start(self, inst: Instance) -> list[str]:
         vm = self._vm(inst)
         if not inst["backend"].get("created"):
-            # labctl's text as it was sent: the VMs needed no offline substitutions (README)
+            # labctl's text as it was sent: the VMs needed no offline substitutions (tests/qemuvm/README.md)
             public_key = self.key.with_suffix(".pub").read_text().strip()
             vm.create(str(inst.get("user_data_text") or ""), public_key)
             vm.set_memory(int(inst["memory"]))
@@ -100,7 +100,7 @@ class VmBackend(SimBackend):
     def provision(
         self, inst: Instance, user_data: dict[str, Any] | None, timeout: float | None
     ) -> ProvisionOutcome:
-        """As multipassd (multipass.md §7.1): poll for boot-finished (written even when modules
+        """As multipassd (docs/engines/multipass.md): poll for boot-finished (written even when modules
         fail), bounded by the daemon's timeout; then the real `cloud-init status`: 0/1/2."""
         vm = self._vm(inst)
         deadline = time.monotonic() + (timeout or DAEMON_TIMEOUT)

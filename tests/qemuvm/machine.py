@@ -269,7 +269,7 @@ class QemuVM:
         self._tap_down()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    # -- disk snapshots (the VM is stopped: multipass.md §2.8) ----------------------------------
+    # -- disk snapshots (the VM is stopped: docs/engines/multipass.md) ----------------------------------
     def snapshot(self, name: str) -> None:
         run(["qemu-img", "snapshot", "-d", name, str(self.disk)], check=False)
         run(["qemu-img", "snapshot", "-c", name, str(self.disk)], timeout=600)

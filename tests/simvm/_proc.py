@@ -7,7 +7,7 @@ import fcntl
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
     check: bool = True,
     input_bytes: bytes | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv (never through a shell), capture text output, raise SimError on failure."""
     try:
@@ -38,6 +39,7 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            env=None if env is None else dict(env),
         )
     except subprocess.TimeoutExpired as exc:
         raise SimError(f"timed out after {timeout}s: {' '.join(argv)}") from exc

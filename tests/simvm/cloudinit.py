@@ -138,7 +138,7 @@ def parse_user_data(user_data: str) -> ParsedUserData:
 
 
 def _type_problems(cfg: dict[str, Any]) -> bool:
-    """The schema errors people actually make (stack.md §4.3); each degrades 26.x."""
+    """The schema errors people actually make (docs/provisioning.md); each degrades 26.x."""
     if "packages" in cfg and not isinstance(cfg["packages"], list):
         return True
     if "runcmd" in cfg and (not isinstance(cfg["runcmd"], list) or not cfg["runcmd"]):

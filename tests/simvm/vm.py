@@ -38,6 +38,7 @@ _HOST_ENV: Final[dict[str, str]] = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 _BOOT_TIMEOUT: Final[float] = 120.0
+_SHUTDOWN_TIMEOUT: Final[float] = 60.0  # then whatever is left is killed, as systemd does
 
 
 class ExecTimeout(SimError):  # noqa: N818 - mirrors subprocess.TimeoutExpired
@@ -143,8 +144,13 @@ class SimVM:
         return self._meta().get("state") == "running" and self.netns in netns_list()
 
     def stop(self) -> None:
-        """Power off: kill every process of the VM, drop its NIC, clear /run and /tmp."""
+        """Power off: stop the running units (their ExecStop), then kill every process of the
+        VM, drop its NIC, clear /run and /tmp."""
         with self._lock():
+            if self.running():
+                with (self.state_dir / "boot.log").open("ab") as log:
+                    self.exec(["systemctl", "simvm-shutdown"], stdin=None, stdout=log,
+                              stderr=log, user="root", timeout=_SHUTDOWN_TIMEOUT)  # fmt: skip
             self._net_down()
             rootfs.reset_run(self.state_dir)
             self._set_meta(state="stopped")

@@ -1,7 +1,9 @@
-"""What goes into the base image, and where the built image is cached (keyed by the recipe).
+"""What goes into the test images, and where the real-VM image is cached (keyed by the recipe).
 
-The cache key hashes this package's source files, the host's nodejs version (its .deb is
-repacked into the image) and the pm2 spec, so editing the recipe rebuilds the image.
+The packages every image shares are BASE_PACKAGES (rootfs.py builds them into a root filesystem);
+the real-VM image adds a kernel, udev and openssh, the LXD container image (tests/lxd/image.py)
+a DHCP client. A cache key hashes the builder's source files, the host's nodejs version (its .deb
+is repacked into the image) and the package list, so editing the recipe rebuilds the image.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -17,12 +20,9 @@ from typing import Final
 SUITE: Final = "bookworm"
 #: Debian's archive, as on the host's apt sources (deb.debian.org)
 MIRROR: Final = os.environ.get("LABCTL_VM_MIRROR", "http://deb.debian.org/debian")
-PACKAGES: Final = (
-    "linux-image-amd64",
+BASE_PACKAGES: Final = (
     "systemd-sysv",
-    "udev",
     "dbus",  # systemd-logind needs it; logind turns the ACPI power button into a clean poweroff
-    "kmod",
     "ifupdown",  # cloud-init's ENI renderer writes the static address for Debian
     "iproute2",
     "netbase",
@@ -30,7 +30,6 @@ PACKAGES: Final = (
     "locales",  # cloud-init's locale module runs locale-gen/update-locale (en_US.UTF-8)
     "libnss-myhostname",  # the VM's own hostname resolves (sudo), as on Ubuntu's images
     "gpg",  # cloud-init's apt module dearmors inline keys with gpg
-    "openssh-server",
     "sudo",
     "cloud-init",
     "python3-cffi-backend",  # provides python3-cffi-backend-api-*: debootstrap skips virtual deps
@@ -40,10 +39,14 @@ PACKAGES: Final = (
     "nginx",
     "git",
 )
+#: The real-VM image: a kernel to boot and SSH for the fake multipass's exec.
+PACKAGES: Final = ("linux-image-amd64", "udev", "kmod", "openssh-server", *BASE_PACKAGES)
 PM2_SPEC: Final = "pm2@7"
 #: The built image is at most this big on disk (sparse); the overlay of each VM sees the same size.
 DISK_SIZE: Final = "6G"
-TOOLS: Final = ("debootstrap", "dpkg-repack", "mkfs.ext4", "qemu-img", "npm", "node")
+#: what building any test image runs on the host
+ROOTFS_TOOLS: Final = ("debootstrap", "dpkg-repack", "npm", "node")
+TOOLS: Final = (*ROOTFS_TOOLS, "mkfs.ext4", "qemu-img")
 CACHE_ENV: Final = "LABCTL_VM_CACHE"
 DEFAULT_CACHE: Final = Path("/var/cache/labctl-vm")
 
@@ -81,17 +84,30 @@ def host_nodejs_version() -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def recipe_hash() -> str:
+def recipe_digest(sources: Iterable[Path], *facts: str) -> str:
+    """A short hash of the builder's source files, the shared recipe and `facts` (what else
+    changes the result)."""
+    here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
+    for source in sorted({here / "recipe.py", here / "rootfs.py", *sources}):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    digest.update(f"{SUITE} {MIRROR} {PACKAGES} {PM2_SPEC} {DISK_SIZE}".encode())
-    digest.update(f"nodejs={host_nodejs_version()}".encode())
+    digest.update(f"{SUITE} {MIRROR} {PM2_SPEC} nodejs={host_nodejs_version()}".encode())
+    digest.update(" ".join(facts).encode())
     return digest.hexdigest()[:16]
+
+
+def recipe_hash() -> str:
+    here = Path(__file__).resolve().parent
+    return recipe_digest([here / "build.py"], *PACKAGES, DISK_SIZE)
 
 
 def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def deb_cache() -> Path:
+    """Downloaded .debs kept between builds (every test image fetches mostly the same ones)."""
+    return cache_root() / "debs"
 
 
 def cached_image() -> Image:
@@ -101,9 +117,14 @@ def cached_image() -> Image:
 
 def image_unavailable_reason() -> str | None:
     """Why the image cannot be built (or booted) here, or None."""
+    return build_unavailable_reason((*TOOLS, "qemu-system-x86_64", "genisoimage", "ssh"))
+
+
+def build_unavailable_reason(tools: Iterable[str]) -> str | None:
+    """Why an image that needs `tools` cannot be built here, or None."""
     if os.geteuid() != 0:
-        return "needs root (debootstrap, TAP devices, bridges)"
-    missing = [t for t in (*TOOLS, "qemu-system-x86_64", "genisoimage", "ssh") if not _which(t)]
+        return "needs root (debootstrap, devices, bridges)"
+    missing = [t for t in tools if not _which(t)]
     if missing:
         return f"needs {', '.join(missing)} (make system-deps installs them as root)"
     if not host_nodejs_version():

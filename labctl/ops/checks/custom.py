@@ -3,7 +3,7 @@ per attempt and `retry` more attempts (probes.retry_attempts) before it fails.""
 
 from __future__ import annotations
 
-from labctl.errors import CommandTimeoutError, MultipassError
+from labctl.errors import CommandTimeoutError, EngineError
 from labctl.host.probes import fetch, retry_attempts
 from labctl.model import CommandExpect, CustomCheck, HttpExpect
 from labctl.ops.checks.base import Target, Verdict
@@ -58,12 +58,12 @@ def _command(target: Target, expect: CommandExpect, timeout: float) -> Verdict:
     if why := target.unreachable(vm):
         return Verdict(False, why)
     try:
-        result = target.ctx.multipass.exec(
+        result = target.ctx.engine.exec(
             lab.instance_name(vm), ["sh", "-c", expect.run], timeout=timeout
         )
     except CommandTimeoutError:
         return Verdict(False, f"{vm.name}: no answer within {timeout:.0f}s")
-    except MultipassError as exc:
+    except EngineError as exc:
         return Verdict(False, f"{vm.name}: {exc.message}")
     output = result.stdout + result.stderr
     last = (output.strip().splitlines() or [""])[-1]

@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+# Real configurations nest a handful of blocks (http, server, location, if); a deeper dump is not
+# nginx's (the VM's root can print anything) and is read no further, keeping the scan linear.
+MAX_NESTING: Final = 32
 _TOKEN: Final = re.compile(r"""#[^\n]*|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[{};]|[^\s{};#"']+""")
 
 
@@ -28,6 +31,8 @@ def server_blocks(dump: str) -> list[ServerBlock]:
     current_upstream = ""
     for word in tokens:
         if word == "{":
+            if len(stack) >= MAX_NESTING:
+                break
             name = statement[0] if statement else ""
             stack.append(name)
             if name == "upstream" and len(statement) > 1:

@@ -2,9 +2,9 @@
 
 `lab.yaml`'s `class:` section expands into one `Lab` per student (`Lab.for_student`: name
 `<lab>-<student>`, domain from the pattern, same VMs/app/lb/waits). `ClassContext.student_context`
-makes each student's `LabContext`: its own state dir and a `Multipass` bound to the daemon the
-student is placed on (`MULTIPASS_SERVER_ADDRESS`). `lab_context` is what a command that acts on
-one lab gets: the lab's own context, or the one student's in a class.
+makes each student's `LabContext`: its own state dir and an engine bound to the daemon the
+student is placed on. `lab_context` is what a command that acts on one lab gets: the lab's own
+context, or the one student's in a class.
 
 Placement (`place`): students are spread over `hosts:` by free capacity and the choice is kept in
 the class's state dir (`class.json`), so a student's lab stays on its host across runs.
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Final, cast
 
 from labctl.config.load import LabFile
+from labctl.engine.base import Engine
+from labctl.engine.registry import open_engine
 from labctl.errors import ConfigError, LabctlError
 from labctl.host import privileged
 from labctl.host.agent import StatusAgent, fetch_report
@@ -27,9 +29,8 @@ from labctl.host.hostsfile import hosts_path
 from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
 from labctl.host.state import LabState, state_dir
-from labctl.model import Lab, MultipassHost
-from labctl.multipass.adapter import Multipass
-from labctl.ops.context import Event, LabContext
+from labctl.model import EngineHost, Lab
+from labctl.ops.context import Event, LabContext, RunOptions
 from labctl.scalars import size_in_bytes
 
 LOCAL_HOST: Final = "local"  # the host name when lab.yaml lists no hosts: the local daemon
@@ -37,20 +38,23 @@ LOCAL_HOST: Final = "local"  # the host name when lab.yaml lists no hosts: the l
 
 @dataclass(frozen=True)
 class HostRef:
-    """A Multipass daemon of the class; `address` None is the local daemon."""
+    """A server of the class's engine; `remote` None is the local one (else an LXD remote)."""
 
     name: str
-    address: str | None = None
+    remote: str | None = None
     index: int | None = None  # position in lab.yaml's hosts:, None when there are none
-    declared: MultipassHost | None = None
+    declared: EngineHost | None = None
+    member: str | None = None  # the cluster member of `remote` a student's lab goes on
+
+    @property
+    def measurable(self) -> bool:
+        """This machine is the host: the local daemon, not a remote nor a cluster member."""
+        return self.remote is None and self.member is None
 
     @property
     def shown(self) -> str:
-        return self.address or "local daemon"
-
-
-def default_multipass(address: str | None) -> Multipass:
-    return Multipass(env={"MULTIPASS_SERVER_ADDRESS": address} if address else None)
+        server = self.remote or "local daemon"
+        return f"member {self.member} of {server}" if self.member else server
 
 
 @dataclass
@@ -65,13 +69,46 @@ class ClassContext:
     probe_interval: float = 2.0
     host: Callable[[], HostResources] = host_resources  # this machine (the local daemon's host)
     can_sudo: Callable[[], bool] = privileged.can_sudo
-    multipass_for: Callable[[str | None], Multipass] = default_multipass
+    # The engine on one of the class's servers (by remote; None: the local one), whatever the
+    # project (tests replace it). Default: the engine lab.yaml names, opened once per (server,
+    # project).
+    engine_for: Callable[[str | None], Engine] | None = None
     state_root: Path | None = None  # where per-lab state dirs go (default: beside lab.yaml)
     status_agent: StatusAgent | None = fetch_report  # see LabContext.status_agent
+    options: RunOptions = field(default_factory=RunOptions)
+
+    def __post_init__(self) -> None:
+        self._engines: dict[tuple[str | None, str], Engine] = {}
+        self._engines_lock = threading.Lock()
 
     @property
     def lab(self) -> Lab:
         return self.lab_file.lab
+
+    @property
+    def per_student_projects(self) -> bool:
+        return self.lab.engine is not None and self.lab.engine.per_student_project
+
+    def engine_at(self, remote: str | None, student: str | None = None) -> Engine:
+        """The engine on the server `remote` (None: the local one), in `student`'s own project
+        when each student has one (else the class's project), opened once per (remote,
+        project)."""
+        own = student if self.per_student_projects else None
+        if self.engine_for is not None:
+            return self.engine_for(remote)
+        settings = self.lab.engine
+        project = settings.project_for(own) if settings is not None else ""
+        with self._engines_lock:
+            if (remote, project) not in self._engines:
+                self._engines[remote, project] = open_engine(settings, remote=remote, student=own)
+            return self._engines[remote, project]
+
+    def listing_engines(self, remote: str | None, students: list[str]) -> list[Engine]:
+        """What to list to see `students`' instances on `remote`: the class's project, or
+        each student's own."""
+        if not self.per_student_projects:
+            return [self.engine_at(remote)]
+        return [self.engine_at(remote, student) for student in students]
 
     def _state(self, lab_name: str) -> LabState:
         if self.state_root is not None:
@@ -85,18 +122,19 @@ class ClassContext:
     def hosts(self) -> list[HostRef]:
         if not self.lab.hosts:
             return [HostRef(LOCAL_HOST)]
-        return [HostRef(h.name, h.address, i, h) for i, h in enumerate(self.lab.hosts)]
+        return [HostRef(h.name, h.remote, i, h, h.member) for i, h in enumerate(self.lab.hosts)]
 
     def resources(self, host: HostRef) -> tuple[HostResources, str]:
         """What `host` offers, and where that figure comes from (measured / declared / unknown)."""
         declared = host.declared
-        if host.address is None:
+        if host.measurable:
             measured = self.host()
             if declared is None or not (declared.cpus or declared.memory or declared.disk):
                 return measured, "measured on this machine"
             return _declared(host, fallback=measured), "declared in lab.yaml (rest measured)"
         if declared is None or not (declared.cpus or declared.memory or declared.disk):
-            return _declared(host), f"remote; declare cpus/memory/disk in hosts[{host.index}]"
+            kind = "cluster member" if host.member else "remote"
+            return _declared(host), f"{kind}; declare cpus/memory/disk in hosts[{host.index}]"
         return _declared(host), "declared in lab.yaml (remote: not measured)"
 
     def student_context(
@@ -104,7 +142,7 @@ class ClassContext:
         student: str,
         host: HostRef,
         *,
-        multipass: Multipass | None = None,
+        engine: Engine | None = None,
         launch_slots: threading.BoundedSemaphore | None = None,
     ) -> LabContext:
         lab = self.lab.for_student(student)
@@ -114,7 +152,8 @@ class ClassContext:
 
         return LabContext(
             lab_file=LabFile(lab, self.lab_file.path, self.lab_file.digest),
-            multipass=multipass or self.multipass_for(host.address),
+            engine=engine or self.engine_at(host.remote, student),
+            options=self.options,
             on_event=tagged,
             hosts_file=self.hosts_file,
             resolver=self.resolver,
@@ -125,6 +164,8 @@ class ClassContext:
             can_sudo=self.can_sudo,
             launch_slots=launch_slots,
             status_agent=self.status_agent,
+            student=student,
+            member=host.member,
         )
 
 
@@ -189,6 +230,10 @@ def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str
         placed.update(rediscovered)
         if persist and rediscovered:
             cctx.class_state.record_placements({s: h.name for s, h in rediscovered.items()})
+    if any(s not in placed for s in students):
+        # New students go only to hosts that answer (a cluster member down keeps its students).
+        down = _down_members(cctx, hosts)
+        hosts = [h for h in hosts if h.name not in down] or hosts
     per_student = sum(size_in_bytes(cctx.lab.memory_of(vm)) for vm in cctx.lab.vms)
     capacity: dict[str, int | None] = {}
     for host in hosts:
@@ -221,6 +266,21 @@ def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str
     return {s: placed[s] for s in students}
 
 
+def _down_members(cctx: ClassContext, hosts: list[HostRef]) -> set[str]:
+    """Names of the hosts that are cluster members the engine cannot reach: one list per remote;
+    a member is down when an instance it holds is listed unreachable."""
+    down: set[str] = set()
+    placed = list(cctx.class_state.placements())
+    for remote in {h.remote for h in hosts if h.member is not None}:
+        try:
+            listed = [i for e in cctx.listing_engines(remote, placed) for i in e.list()]
+        except LabctlError:
+            continue  # the remote itself does not answer: capacity and `up` say so
+        lost = {inst.location for inst in listed if inst.unreachable}
+        down |= {h.name for h in hosts if h.remote == remote and h.member in lost}
+    return down
+
+
 def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> dict[str, HostRef]:
     """Where these students' VMs already exist (class.json lost or deleted): one list per host.
 
@@ -235,7 +295,8 @@ def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> 
     found: dict[str, HostRef] = {}
     for host in hosts:
         try:
-            names = [inst.name for inst in cctx.multipass_for(host.address).list()]
+            engines = cctx.listing_engines(host.remote, students)
+            names = [inst.name for engine in engines for inst in engine.list()]
         except LabctlError:
             continue
         for name in names:
@@ -251,6 +312,7 @@ def lab_context(
     *,
     command: str,
     on_event: Callable[[Event], None] = lambda event: None,
+    options: RunOptions | None = None,
 ) -> LabContext:
     """The context of the one lab a command acts on: a single lab's own, or in a class the one
     student named with --student (exactly one, else exit 2)."""
@@ -259,8 +321,10 @@ def lab_context(
         hosts = lab_file.lab.hosts
         return LabContext(
             lab_file=lab_file,
-            multipass=default_multipass(hosts[0].address if hosts else None),
+            engine=open_engine(lab_file.lab.engine, remote=hosts[0].remote if hosts else None),
+            options=options or RunOptions(),
             on_event=on_event,
+            member=hosts[0].member if hosts else None,
         )
     chosen = select_students(lab_file.lab, students) if students else []
     if len(chosen) != 1:
@@ -270,6 +334,6 @@ def lab_context(
                 f"with --student NAME (got {len(chosen) or 'none'})"
             ]
         )
-    cctx = ClassContext(lab_file=lab_file, on_event=on_event)
+    cctx = ClassContext(lab_file=lab_file, on_event=on_event, options=options or RunOptions())
     [student] = chosen
     return cctx.student_context(student, place(cctx, chosen, persist=False)[student])

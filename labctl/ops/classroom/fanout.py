@@ -11,10 +11,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Final, Generic, TypeVar
 
+from labctl.engine.base import Engine, Instance
+from labctl.engine.proxy import EngineProxy
 from labctl.errors import LabctlError
-from labctl.multipass.adapter import Instance, Multipass
 from labctl.ops.classroom.contexts import ClassContext, HostRef, place, select_students
 from labctl.ops.context import LabContext
 
@@ -28,7 +29,7 @@ class StudentRun(Generic[T]):
 
     student: str
     host: str
-    address: str | None
+    remote: str | None  # the LXD remote it is on; None: the local server
     lab: str
     domain: str
     result: T | None = None
@@ -37,11 +38,11 @@ class StudentRun(Generic[T]):
     exit_code: int = 0
 
 
-class SharedListing:
-    """`Multipass` with `list()` answered once for every student on the same host (class status)."""
+class SharedListing(EngineProxy):
+    """An engine whose `list()` is answered once for every student on the same server."""
 
-    def __init__(self, inner: Multipass) -> None:
-        self._inner = inner
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
         self._lock = threading.Lock()
         self._done = False
         self._instances: list[Instance] = []
@@ -51,16 +52,13 @@ class SharedListing:
         with self._lock:
             if not self._done:
                 try:
-                    self._instances = self._inner.list()
+                    self._instances = self.inner.list()
                 except LabctlError as exc:
                     self._error = exc
                 self._done = True
         if self._error is not None:
             raise self._error
         return list(self._instances)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def fan_out(
@@ -76,18 +74,21 @@ def fan_out(
     """Run `work` on each student's LabContext in parallel; a LabctlError is that student's
     outcome, never the class's. Results in roster order."""
     placement = placement if placement is not None else place(cctx, students, persist=False)
-    adapters: dict[str, Multipass] = {}
+    # keyed by server and project: the members of one cluster are one server, listed once for
+    # all of them (each student's own project is listed on its own)
+    own = cctx.per_student_projects
+    engines: dict[tuple[str | None, str | None], Engine] = {}
     if shared_listing:
-        for host in {placement[s].name: placement[s] for s in students}.values():
-            shared = SharedListing(cctx.multipass_for(host.address))
-            adapters[host.name] = cast(Multipass, shared)
+        for student in students:
+            key = (placement[student].remote, student if own else None)
+            if key not in engines:
+                engines[key] = SharedListing(cctx.engine_at(*key))
 
     def one(student: str) -> StudentRun[T]:
         host = placement[student]
-        ctx = cctx.student_context(
-            student, host, multipass=adapters.get(host.name), launch_slots=launch_slots
-        )
-        base = StudentRun[T](student, host.name, host.address, ctx.lab.name, ctx.lab.domain)
+        engine = engines.get((host.remote, student if own else None))
+        ctx = cctx.student_context(student, host, engine=engine, launch_slots=launch_slots)
+        base = StudentRun[T](student, host.name, host.remote, ctx.lab.name, ctx.lab.domain)
         try:
             return replace(base, result=work(ctx))
         except LabctlError as exc:
@@ -113,14 +114,15 @@ def class_run(
     students: list[str] | None,
     work: Callable[[LabContext], T],
     *,
-    max_parallel: int | None = None,
+    bound_launches: bool = False,
 ) -> list[StudentRun[T]]:
     """Run one use case for each selected student (all of them by default), in parallel.
 
-    With `max_parallel`, launches (reset --rebuild) share one bound across the class.
+    With `bound_launches`, launches (reset --rebuild) share one --max-parallel bound across the
+    class.
     """
     chosen = select_students(cctx.lab, students)
-    slots = threading.BoundedSemaphore(max_parallel) if max_parallel else None
+    slots = threading.BoundedSemaphore(cctx.options.max_parallel) if bound_launches else None
     return fan_out(
         cctx, chosen, work, placement=place(cctx, chosen, persist=False), launch_slots=slots
     )

@@ -1,7 +1,7 @@
 """`labctl status` for a class: a matrix of students x (VM state, cloud-init, pm2, nginx, domain).
 
 Fast for a whole class: every student's `status` runs in parallel (and each checks its VMs in
-parallel), and the students on one Multipass host share ONE `multipass list` call.
+parallel), and the students on one engine host share ONE listing call.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from labctl.ops.status import StatusReport, VmStatus, status
 class StudentCell:
     """One student's row, flattened for the matrix."""
 
-    vm_states: dict[str, str]  # vm -> Multipass state (or Missing)
+    vm_states: dict[str, str]  # vm -> the engine's word for its state (or Missing)
     vm_ok: dict[str, bool]
     cloud_init: str  # "3/3 done" or the first problem
     pm2: str
@@ -33,7 +33,7 @@ class StudentCell:
 class ClassStatus:
     lab: str
     vms: list[str]
-    hosts: dict[str, str | None]  # host name -> address (None: the local daemon)
+    hosts: dict[str, str | None]  # host name -> remote (None: the local server)
     students: list[StudentRun[StatusReport]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -50,7 +50,7 @@ class ClassStatus:
             row: dict[str, Any] = {
                 "student": run.student,
                 "host": run.host,
-                "address": run.address,
+                "remote": run.remote,
                 "lab": run.lab,
                 "domain": run.domain,
                 "healthy": report is not None and report.healthy,
@@ -101,7 +101,7 @@ def cell_of(report: StatusReport) -> StudentCell:
 
 
 def _count(vms: list[VmStatus], value: Any, good: Any) -> str:
-    running = [vm for vm in vms if vm.state == "Running"]
+    running = [vm for vm in vms if vm.running]
     if not running:
         return "-"
     bad = [f"{vm.name}: {value(vm) or 'unknown'}" for vm in running if not good(vm)]
@@ -148,7 +148,7 @@ def class_status(cctx: ClassContext, students: list[str] | None = None) -> Class
     return ClassStatus(
         cctx.lab.name,
         [vm.name for vm in cctx.lab.vms],
-        {h.name: h.address for h in cctx.hosts()},
+        {h.name: h.remote for h in cctx.hosts()},
         runs,
         time.monotonic() - started,
     )

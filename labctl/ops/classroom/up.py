@@ -1,5 +1,5 @@
 """`labctl up` for a class: capacity per host, then every selected student's `up` in parallel
-under ONE launch bound (multipass #3336 crashes a daemon on many simultaneous launches).
+under ONE launch bound (many simultaneous launches crash an engine's daemon: Multipass #3336).
 
 One student's failure never stops the others; the result says who is up and who failed at which
 stage. A class that does not fit its hosts is refused before anything is launched (--force goes on).
@@ -11,9 +11,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from labctl.engine.base import Instance, State
 from labctl.errors import LabctlError
 from labctl.model import Vm
-from labctl.multipass.adapter import Instance
 from labctl.ops.classroom.contexts import ClassContext, HostRef, place, select_students
 from labctl.ops.classroom.fanout import StudentRun, fan_out
 from labctl.ops.context import Event, LabContext
@@ -26,7 +26,7 @@ class HostCapacity:
     """What the selected students placed on one host need, against what the host has."""
 
     host: str
-    address: str | None
+    remote: str | None  # the LXD remote it is on; None: the local server
     students: list[str]
     source: str  # measured on this machine | declared in lab.yaml ... | remote; declare ...
     checks: list[Check]
@@ -86,9 +86,9 @@ class _ClassSlots(threading.BoundedSemaphore):
 
 def class_capacity(cctx: ClassContext, placement: dict[str, HostRef]) -> list[HostCapacity]:
     """Per host: CPU, memory and disk for the placed students' VMs that are not running yet
-    (CPU, memory) or do not exist yet (disk). One `multipass list` per host."""
+    (CPU, memory) or do not exist yet (disk). One listing per host."""
     lab = cctx.lab
-    probe = LabContext(lab_file=cctx.lab_file, multipass=cctx.multipass_for(None), state=None)
+    probe = LabContext(lab_file=cctx.lab_file, engine=cctx.engine_at(None), state=None)
     rows: list[HostCapacity] = []
     for host in cctx.hosts():
         students = [s for s, h in placement.items() if h.name == host.name]
@@ -97,7 +97,8 @@ def class_capacity(cctx: ClassContext, placement: dict[str, HostRef]) -> list[Ho
         instances: dict[str, Instance] = {}
         error = ""
         try:
-            instances = {i.name: i for i in cctx.multipass_for(host.address).list()}
+            engines = cctx.listing_engines(host.remote, students)
+            instances = {i.name: i for engine in engines for i in engine.list()}
         except LabctlError as exc:
             error = exc.message
         every: list[Vm] = []
@@ -110,13 +111,13 @@ def class_capacity(cctx: ClassContext, placement: dict[str, HostRef]) -> list[Ho
                 every.append(vm)
                 if inst is None:
                     to_create.append(vm)
-                if inst is None or inst.state != "Running":
+                if inst is None or inst.state is not State.RUNNING:
                     to_start.append(vm)
         resources, source = cctx.resources(host)
         checks = capacity_checks(probe, to_start, to_create, host=resources, every=every)
-        if host.address is not None:
+        if not host.measurable:
             checks = [_remote(c, host) for c in checks]
-        rows.append(HostCapacity(host.name, host.address, students, source, checks, error))
+        rows.append(HostCapacity(host.name, host.remote, students, source, checks, error))
     return rows
 
 
@@ -126,28 +127,21 @@ def _remote(check: Check, host: HostRef) -> Check:
     return Check(
         check.name,
         "skip",
-        f"not declared for remote host {host.name} (hosts[{host.index}].{_FIELD[check.name]})",
+        f"not declared for {'cluster member' if host.member else 'remote'} host {host.name} "
+        f"(hosts[{host.index}].{_FIELD[check.name]})",
     )
 
 
 _FIELD = {"cpu": "cpus", "memory": "memory", "disk": "disk"}
 
 
-def class_up(
-    cctx: ClassContext,
-    students: list[str] | None = None,
-    *,
-    max_parallel: int = 4,
-    manage_hosts: bool | None = None,
-    force: bool = False,
-    stage: str | None = None,
-) -> ClassUpResult:
+def class_up(cctx: ClassContext, students: list[str] | None = None) -> ClassUpResult:
     started = time.monotonic()
     chosen = select_students(cctx.lab, students)
     placement = place(cctx, chosen, persist=False)
     capacity = class_capacity(cctx, placement)
     unfit = [row for row in capacity if not row.fits]
-    if unfit and not force:
+    if unfit and not cctx.options.force:
         return ClassUpResult(
             cctx.lab.name, capacity=capacity, refused=True, seconds=time.monotonic() - started
         )
@@ -162,14 +156,12 @@ def class_up(
                     )
                 )
     placement = place(cctx, chosen, persist=True)
-    slots = _ClassSlots(max(1, max_parallel))
+    slots = _ClassSlots(max(1, cctx.options.max_parallel))
 
     def bring_up(ctx: LabContext) -> UpResult:
         # Each student's end is an event too, so a live view can count "12/24 up, 1 failed".
         try:
-            result = up(
-                ctx, max_parallel=max_parallel, manage_hosts=manage_hosts, force=force, stage=stage
-            )
+            result = up(ctx)
         except LabctlError as exc:
             ctx.emit("up", "fail", exc.message)
             raise

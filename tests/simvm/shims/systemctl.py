@@ -422,6 +422,27 @@ def boot() -> int:
     return rc
 
 
+def shutdown() -> int:
+    """simvm-only verb: stop every running unit, newest first, as systemd does at power-off
+    before it signals what is left. (pm2's unit runs `pm2 kill`, which keeps the saved list;
+    a pm2 daemon that gets SIGTERM instead dumps its list, with an app that exited first as
+    stopped, so `pm2 resurrect` at the next boot would leave that app down.)"""
+    running = []
+    for entry in os.listdir(RUNTIME) if os.path.isdir(RUNTIME) else []:
+        name = entry.removesuffix(".json")
+        if entry.endswith(".json") and find_unit(name) is not None:
+            since = load_state(name).get("since", 0.0)
+            running.append((since if isinstance(since, float | int) else 0.0, name))
+    rc = 0
+    for _, name in sorted(running, reverse=True):
+        try:
+            stop(name)
+        except UnitError as exc:
+            print(f"simvm-shutdown: {name}: {exc}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
 def main(argv: list[str]) -> int:
     flags = {a for a in argv if a.startswith("-")}
     args = [a for a in argv if not a.startswith("-")]
@@ -435,6 +456,8 @@ def main(argv: list[str]) -> int:
             return 0
         if verb == "simvm-boot":
             return boot()
+        if verb == "simvm-shutdown":
+            return shutdown()
         if verb == "is-system-running":
             print("running")
             return 0
