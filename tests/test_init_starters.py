@@ -109,6 +109,12 @@ def _up_would_take() -> str | None:
         return None
 
 
+def _install_multipass(bin_dir: Path) -> None:
+    """A `multipass` on the PATH that the engine choice finds (it only looks for the command)."""
+    (bin_dir / "multipass").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "multipass").chmod(0o755)
+
+
 def _written_engine(path: Path) -> str:
     lab = load_lab(path).lab
     assert lab.engine is not None
@@ -118,8 +124,7 @@ def _written_engine(path: Path) -> str:
 def test_with_multipass_installed_init_writes_the_multipass_starter(
     bare_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (bare_path / "multipass").write_text("#!/bin/sh\nexit 0\n")
-    (bare_path / "multipass").chmod(0o755)
+    _install_multipass(bare_path)
     monkeypatch.chdir(bare_path)
     result = init()
     assert result.exit_code == 0, result.output
@@ -181,8 +186,7 @@ def test_with_neither_engine_init_says_how_to_get_either(
 def test_a_cluster_is_lxd_even_where_multipass_is_installed(
     bare_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (bare_path / "multipass").write_text("#!/bin/sh\nexit 0\n")
-    (bare_path / "multipass").chmod(0o755)
+    _install_multipass(bare_path)
     monkeypatch.chdir(bare_path)
     refused = init("cluster", "--engine", "multipass")
     assert refused.exit_code == 2

@@ -315,8 +315,9 @@ class LxdEngine(LxdCommandLines):
         def retry(exc: BaseException) -> bool:
             if not is_catching_up(exc):
                 return False
-            try:
-                listed = [self._one(name) for name in names]
+            try:  # one name (an exec): a filtered listing; several: one listing for all
+                every = {i.name: i for i in self.list()} if len(names) > 1 else {}
+                listed = [every.get(n) if every else self._one(n) for n in names]
             except EngineError:
                 return False
             return all(i is not None and not i.unreachable for i in listed)
