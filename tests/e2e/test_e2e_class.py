@@ -29,6 +29,18 @@ snapshots: {baseline: false}
 STUDENTS = ("ann", "ben")
 
 
+def lb_evidence(sim_lab: SimLab, student: str) -> str:
+    """The student's LB as nginx sees it: the site it serves, its error log, its processes, and
+    the addresses of the class's VMs, for a domain that did not serve as `up` promised."""
+    shell = (
+        "cat /etc/nginx/sites-enabled/*; tail -n 20 /var/log/nginx/error.log; "
+        "ps -eo pid,ppid,lstart,args | grep [n]ginx; ls -l --full-time /etc/nginx/sites-enabled/"
+    )
+    inside = sim_lab.multipass_cmd("exec", f"cls-{student}-lb", "--", "sh", "-c", shell)
+    addresses = {name: inst.get("ipv4") for name, inst in sim_lab.instances().items()}
+    return f"{inside.stdout}{inside.stderr}\naddresses: {addresses}"
+
+
 def test_two_students_each_domain_serves_only_its_own_backends(sim_lab: SimLab) -> None:
     path = sim_lab.root / "lab.yaml"
     path.write_text(CLASS)
@@ -48,7 +60,7 @@ def test_two_students_each_domain_serves_only_its_own_backends(sim_lab: SimLab) 
     for student in STUDENTS:
         own = {f"{sim_lab.ip(f'cls-{student}-{vm}')}:3000" for vm in ("app1", "app2")}
         tally = sim_lab.hammer(f"cls-{student}-lb", f"{student}.class.lab", requests=20)
-        assert tally.ok == 20, tally.by_status
+        assert tally.ok == 20, (tally.by_status, lb_evidence(sim_lab, student), up.stdout)
         assert set(tally.by_backend) == own  # only this student's backends, both of them
 
     status = sim_lab.labctl("status", "-f", str(path), "--json")
