@@ -1,5 +1,6 @@
 """Test workloads that are not part of the repository: the course's own app, as a git bundle, and
-the npm cache its `npm ci` installs from offline inside the simulated VMs.
+the npm cache its `npm ci` installs from offline inside the simulated VMs and LXD containers, and
+the course's lab.yaml that builds it.
 
 The app (dumbwaysdev/dumbflix-frontend) has no licence: its code is never copied into this
 repository. Its bundle is found through `LABCTL_WORKLOADS` (a folder holding
@@ -57,6 +58,47 @@ def lockfile(bundle: Path, work: Path) -> Path:
         ["git", "clone", "--quiet", "--", str(bundle), str(work)], check=True, timeout=120
     )
     return work / "package-lock.json"
+
+
+# The course's seed lab: app1 and a gateway that balances over itself and app1; each instance
+# clones the app, installs it offline from its own copy of the npm cache and serves the build.
+COURSE_LAB: Final = """\
+name: {name}
+domain: alvin.xyz
+aliases: [www.alvin.xyz]
+{engine}app:
+  name: dumbflix
+  source: {{git: "{url}", ref: master}}
+  # npm rewrites its cache's index even offline (a read-only cache misses every package's
+  # metadata, and npm ci then links no node_modules/.bin): each instance installs from its own copy
+  install: rm -rf /tmp/npm-cache && cp -R "$NPM_CACHE_SEED" /tmp/npm-cache && npm ci
+  build: npm run build
+  start: {{serve: build, spa: true}}
+  port: 3000
+  env:
+    NODE_OPTIONS: --openssl-legacy-provider
+    NPM_CACHE_SEED: "{cache}"
+    npm_config_cache: /tmp/npm-cache
+    npm_config_offline: "true"
+    npm_config_logs_dir: /tmp/npm-logs
+    npm_config_audit: "false"
+    npm_config_fund: "false"
+    npm_config_update_notifier: "false"
+vms:
+  - {{name: app1, roles: [app]}}
+  - {{name: gateway, roles: [lb, app]}}
+waits: {{launch: 600s, cloud_init: 900s, serve: 180s}}
+snapshots: {{baseline: false}}
+browser:
+  wait_for: {{selector: .hero}}
+  paths: [/, /movies]
+"""
+
+
+def course_lab(*, name: str, git_url: str, cache_seed: Path | str, engine: str = "") -> str:
+    """The seed lab's lab.yaml: the app cloned from `git_url`, the npm cache copied from
+    `cache_seed` as the instances see it; `engine` adds top-level lines (engine, image, sizes)."""
+    return COURSE_LAB.format(name=name, url=git_url, cache=cache_seed, engine=engine)
 
 
 def npm_cache_dir(bundle: Path) -> Path:

@@ -24,41 +24,9 @@ from tests.browser import png
 from tests.browser.support import RENDERED_BOTH, browser_unavailable_reason
 from tests.conftest import skip_or_fail
 from tests.e2e.harness import SimLab, serve_git_repos
-from tests.workloads import find_bundle, no_bundle_reason, ready_cache
+from tests.workloads import course_lab, find_bundle, no_bundle_reason, ready_cache
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
-
-LAB = """\
-name: alvin
-domain: alvin.xyz
-aliases: [www.alvin.xyz]
-app:
-  name: dumbflix
-  source: {{git: "{url}", ref: master}}
-  # npm rewrites its cache's index even offline (a read-only cache misses every package's
-  # metadata, and npm ci then links no node_modules/.bin): each VM installs from its own copy
-  install: rm -rf /tmp/npm-cache && cp -R "$NPM_CACHE_SEED" /tmp/npm-cache && npm ci
-  build: npm run build
-  start: {{serve: build, spa: true}}
-  port: 3000
-  env:
-    NODE_OPTIONS: --openssl-legacy-provider
-    NPM_CACHE_SEED: "{cache}"
-    npm_config_cache: /tmp/npm-cache
-    npm_config_offline: "true"
-    npm_config_logs_dir: /tmp/npm-logs
-    npm_config_audit: "false"
-    npm_config_fund: "false"
-    npm_config_update_notifier: "false"
-vms:
-  - {{name: app1, roles: [app]}}
-  - {{name: gateway, roles: [lb, app]}}
-waits: {{launch: 600s, cloud_init: 900s, serve: 180s}}
-snapshots: {{baseline: false}}
-browser:
-  wait_for: {{selector: .hero}}
-  paths: [/, /movies]
-"""
 
 
 @pytest.fixture
@@ -69,6 +37,7 @@ def course_app(sim_lab: SimLab, tmp_path: Path) -> Iterator[Path]:
     assert bundle is not None
     cache = ready_cache(bundle)
     skip_or_fail(None if cache else "the npm cache is not filled (make npm-cache)", "course-app")
+    assert cache is not None
     skip_or_fail(browser_unavailable_reason(), "browser")
     repos = tmp_path / "repos"
     subprocess.run(
@@ -81,7 +50,9 @@ def course_app(sim_lab: SimLab, tmp_path: Path) -> Iterator[Path]:
     port = 20418 + int(sim_lab.prefix[1:], 16) % 1000
     sim_lab.browser = True
     path = sim_lab.root / "lab.yaml"
-    path.write_text(LAB.format(url=f"git://{host}:{port}/dumbflix.git", cache=cache))
+    path.write_text(
+        course_lab(name="alvin", git_url=f"git://{host}:{port}/dumbflix.git", cache_seed=cache)
+    )
     with serve_git_repos(repos, port):
         yield path
 
