@@ -3,6 +3,8 @@ and after serving by the rest; on the in-memory world."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 from labctl.engine.multipass.errors import MultipassError
@@ -124,6 +126,29 @@ def test_no_snapshots_on_this_driver_stops_the_early_baselines_for_good(make_wor
     assert result.baseline.startswith("skipped:") and "cannot take snapshots" in result.baseline
     assert len(world.mp.calls_of("snapshot")) == 1  # the first VM found out; nobody tried again
     assert all(vm.state == "Running" for vm in world.mp.vms.values())
+
+
+def test_while_the_first_vm_finds_out_about_snapshots_the_next_one_waits_for_the_answer(
+    make_world,
+) -> None:
+    """A slow first stop: the next VM is ready for its early baseline meanwhile, and must not
+    stop as well on a driver that turns out to have no snapshots."""
+    world = make(make_world)
+    world.mp.snapshots_unsupported = True
+    real_stop: Callable[..., None] = world.mp.stop
+    first = threading.Event()
+
+    def slow_first_stop(names: list[str], **kwargs: object) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # app2 launches and is ready for its baseline meanwhile
+        real_stop(names, **kwargs)
+
+    world.mp.stop = slow_first_stop  # type: ignore[method-assign]
+    result = up(with_options(world.ctx, max_parallel=1))
+    assert result.ok, result.failures
+    assert len(world.mp.calls_of("snapshot")) == 1
+    assert len(world.mp.calls_of("stop")) == 1  # nobody else stopped to find out again
 
 
 def test_up_again_takes_the_baseline_of_a_vm_that_lacks_it_only(make_world) -> None:

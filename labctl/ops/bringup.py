@@ -54,6 +54,10 @@ class EarlyBaseline:
     def __init__(self, ctx: LabContext, support: BaselineSupport) -> None:
         self.ctx = ctx
         self.support = support  # shared with the baseline step after serving
+        # Until one snapshot was taken or refused, one VM at a time tries: on an engine or
+        # driver without snapshots only the first VM pays the stop and start to find out.
+        self._first = threading.Lock()
+        self._known = False
 
     def wanted(self, vm: Vm) -> bool:
         """Baselines are on, this VM has none yet, and this engine can take one (only where a
@@ -67,6 +71,14 @@ class EarlyBaseline:
 
     def take(self, vm: Vm) -> bool:
         """True when the snapshot was taken. The VM always ends running: _StageError if not."""
+        if self._known:
+            return self._take(vm)
+        with self._first:
+            if self.support.why_not() is not None:  # refused while this VM waited its turn
+                return False
+            return self._take(vm)
+
+    def _take(self, vm: Vm) -> bool:
         ctx, engine, name = self.ctx, self.ctx.engine, self.ctx.instance(vm)
         ctx.emit(
             "baseline", "start", f"baseline snapshot of {name} while others launch", vm=vm.name
@@ -75,12 +87,13 @@ class EarlyBaseline:
         try:
             engine.stop([name], timeout=OPERATION_TIMEOUT)
             engine.snapshot(name, BASELINE, comment=f"labctl lab {ctx.lab.name}")
-            taken = True
+            taken = self._known = True
             ctx.lab_state.add_snapshot_vm(
                 BASELINE, vm.name, name, created=now_utc(), lab_digest=ctx.lab_file.digest
             )
         except SnapshotsUnsupportedError as exc:
             self.support.refuse(exc.message)
+            self._known = True
             ctx.emit("baseline", "skip", f"no baseline snapshot: {exc.message}", vm=vm.name)
         except EngineError as exc:  # the lab-wide baseline after serving tries it again
             ctx.emit("baseline", "info", f"not now ({exc.message}); after serving", vm=vm.name)
