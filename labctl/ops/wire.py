@@ -22,6 +22,8 @@ from labctl.render.userdata import LB_APPLY_COMMAND, NGINX_LOG_COMMAND, Backend,
 # the instance started (LXD) lists it before DHCP answered (seconds). Listed again this often.
 ADDRESS_POLL: Final = 1.0
 ADDRESS_POLLS: Final = 60
+# nginx stops its old workers accepting 0.1 s after a reload: five times that before confirming
+RELOAD_SETTLE: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -253,14 +255,19 @@ def wait_serving(
     what: str,
     interval: float | None = None,
 ) -> DomainCheck:
-    """Retry (up to waits.serve) until the domain answers 200 through every `expected` backend.
+    """Retry (up to waits.serve) until the domain answers 200 through every `expected` backend,
+    every answer of a round 200, and once more a moment later (`RELOAD_SETTLE`).
 
-    Raises ProbeTimeoutError naming `what` and the last check. `use_resolution=False` sends the
-    requests to the LB's address directly (the hosts entry is not labctl's to rely on).
+    The second round is there because nginx's reload (labctl-lb-apply) leaves its old workers
+    accepting connections for a moment after the new ones answer (about 0.1 s, longer on a
+    busy machine): a round can see both backends through the new site while the next requests
+    still get the old one (the placeholder's 503). Raises ProbeTimeoutError naming `what` and
+    the last check. `use_resolution=False` sends the requests to the LB's address directly (the
+    hosts entry is not labctl's to rely on).
     """
     lab = ctx.lab
 
-    def attempt() -> DomainCheck:
+    def probe() -> DomainCheck:
         return ctx.probe_domain(
             lab.domain,
             port=lab.lb.port,
@@ -271,12 +278,29 @@ def wait_serving(
             use_resolution=use_resolution,
         )
 
+    def steady(check: DomainCheck) -> bool:
+        return check.healthy(need_resolution=use_resolution) and all(
+            code == 200 for code in check.statuses
+        )
+
+    def attempt() -> DomainCheck:
+        first = probe()
+        if not steady(first):
+            return first
+        ctx.sleep(RELOAD_SETTLE)
+        return probe()
+
+    def describe(check: DomainCheck) -> str:
+        others = sorted({str(code or "no answer") for code in check.statuses if code != 200})
+        mixed = check.serving and others
+        return check.describe() + (f"; also HTTP {'/'.join(others)} among them" if mixed else "")
+
     return wait_until(
         attempt,
-        lambda check: check.healthy(need_resolution=use_resolution),
+        steady,
         timeout=lab.waits.serve,
         interval=ctx.probe_interval if interval is None else interval,
-        describe=lambda check: check.describe(),
+        describe=describe,
         what=what,
         sleep=ctx.sleep,
     )
