@@ -1,7 +1,8 @@
 """labctl end to end on a real 3-member LXD cluster: a class of three students, each student's
 whole lab (one app container, one LB) in a restricted LXD project of their own (`project:
 "lxt-{student}"`, created by `up`) and on one member (`hosts:` entries with `member:`), spread
-over the three members; `labctl access` lets a student's own client (a separate LXD_CONF) into
+over the three members; `snapshot save`/`restore` and `reset` per student, each container kept on
+its student's member; `labctl access` lets a student's own client (a separate LXD_CONF) into
 their project only, until `--revoke`; every lab serves its domain from the host through its LB's address on
 the cluster's LAN bridge; `status` and `check` for the class; one member's daemon stopped: its
 student is reported unreachable with the reason, the other two still pass, and `up` of a new
@@ -217,6 +218,43 @@ def test_access_lets_a_students_own_client_into_their_project_only_until_revoked
     assert revoked.returncode == 0, explain(revoked)
     after = student_lxc(klass, laptop, "list", f"{remote}:", "--format", "json")
     assert after.returncode != 0 and "not authorized" in after.stderr.lower(), explain(after)
+
+
+def guest(klass: ClusterClass, student: str, *argv: str) -> str:
+    """Run argv as root in the student's app container, through the cluster, in their project."""
+    name = f"{LAB}-{student}-app"
+    client = klass.cluster.client(None)
+    shown = client.lxc("exec", "--project", f"{LAB}-{student}", name, "--", *argv, timeout=120)
+    return shown.stdout
+
+
+def test_the_class_is_snapshotted_a_student_restored_and_another_reset_on_their_member(
+    klass: ClusterClass,
+) -> None:
+    saved = klass.labctl("snapshot", "save", "checkpoint", timeout=900)
+    assert saved.returncode == 0, explain(saved)
+    for student in STUDENTS:
+        listed = klass.labctl("snapshot", "list", "--student", student, timeout=120)
+        assert listed.returncode == 0 and "checkpoint" in listed.stdout, explain(listed)
+    before = {name: i["location"] for name, i in klass.instances().items()}
+
+    # ann's afternoon undone: her app as it was at the checkpoint; bob's app left as it is
+    for student in ("ann", "bob"):
+        guest(klass, student, "touch", "/home/ubuntu/after-checkpoint")
+    restored = klass.labctl("snapshot", "restore", "checkpoint", "--student", "ann", timeout=900)
+    assert restored.returncode == 0, explain(restored)
+    assert "after-checkpoint" not in guest(klass, "ann", "ls", "/home/ubuntu")
+    assert "after-checkpoint" in guest(klass, "bob", "ls", "/home/ubuntu")
+
+    # bob's app reset: no baseline in this class, so it is launched again, on bob's member
+    reset = klass.labctl("reset", "app", "--student", "bob", timeout=900)
+    assert reset.returncode == 0, explain(reset)
+    assert "after-checkpoint" not in guest(klass, "bob", "ls", "/home/ubuntu")
+    after = {name: i["location"] for name, i in klass.instances().items()}
+    assert after == before  # every container still on its student's member
+    for student in STUDENTS:
+        lb = ipv4(klass.instances()[f"{LAB}-{student}-lb"])
+        assert lb is not None and serves(lb, f"{student}.lxt.lab"), student
 
 
 def test_a_stopped_member_makes_only_its_student_unreachable(klass: ClusterClass) -> None:
