@@ -28,6 +28,9 @@ class HostResources:
     disk_free: int | None  # bytes free where VM disks live; None when unknown
     disk_path: str
     memory_total: int | None = None  # bytes; None when unknown
+    # fs.inotify.max_user_instances: unprivileged containers' roots map to one host user, so
+    # every container on this host shares it; None when unknown (not Linux, or not this host)
+    inotify_instances: int | None = None
 
 
 def storage_dir(candidates: tuple[str, ...] = STORAGE_DIRS) -> Path:
@@ -64,4 +67,11 @@ def host_resources() -> HostResources:
         free: int | None = shutil.disk_usage(where).free
     except OSError:
         free = None
-    return HostResources(os.cpu_count() or 1, memory, free, str(where), total)
+    return HostResources(os.cpu_count() or 1, memory, free, str(where), total, inotify_limit())
+
+
+def inotify_limit(path: Path = Path("/proc/sys/fs/inotify/max_user_instances")) -> int | None:
+    try:
+        return int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None

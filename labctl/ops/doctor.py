@@ -24,6 +24,8 @@ from labctl.ops.context import LabContext
 from labctl.scalars import size_in_bytes
 
 GIB: Final = 1024**3
+# systemd, journald, udev, cloud-init, nginx and pm2 in each system container
+INOTIFY_PER_CONTAINER: Final = 6
 Check = HealthLine  # one line of doctor: the engine's own, and the ones about this machine
 
 
@@ -190,7 +192,33 @@ def capacity_checks(
                 f"{_gib(disk)} for {len(to_create)} new VM(s); {_gib(host.disk_free)} free",
             )
         )
+    # system containers share the host's kernel, and its per-user limits
+    kind = lab.engine.lxd_type if lab.engine is not None else "container"
+    containers = ctx.engine.capabilities.name == "lxd" and kind == "container"
+    if containers and host.inotify_instances:
+        checks += _inotify_checks(len(every), host.inotify_instances)
     return checks
+
+
+def _inotify_checks(containers: int, limit: int) -> list[Check]:
+    """Only when the containers would need more than the host allows: then systemd stalls in
+    the containers past the limit, and their cloud-init never finishes (measured: at 128, from
+    about the 20th container of a class on)."""
+    need = containers * INOTIFY_PER_CONTAINER
+    if need <= limit:
+        return []
+    raised = max(1024, 1 << (need - 1).bit_length())
+    return [
+        Check(
+            "inotify",
+            "fail",
+            f"{containers} containers need about {need} inotify instances; this host allows "
+            f"{limit} for all of them together (past it, systemd stalls in the newest ones "
+            "and their cloud-init never finishes)",
+            f"Raise it: sudo sysctl -w fs.inotify.max_user_instances={raised} (and in "
+            "/etc/sysctl.d/ to keep it after a reboot).",
+        )
+    ]
 
 
 def hosts_writable_check(ctx: LabContext) -> Check:

@@ -181,6 +181,7 @@ def _declared(host: HostRef, fallback: HostResources | None = None) -> HostResou
             disk if disk is not None else fallback.disk_free,
             f"host {host.name}",
             memory if memory is not None else fallback.memory_total,
+            fallback.inotify_instances,
         )
     return HostResources(cpus, memory, disk, f"host {host.name}", memory)
 
