@@ -10,18 +10,14 @@ round robin over that student's Running app instances on the same server (X-Lab-
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import Result
 
-from labctl.cli.main import app
 from labctl.render.userdata import LB_APPLY_COMMAND, VM_STATUS_COMMAND
+from tests.fake_lxc.class_lb import STATUS, ClassLb, class_cli
 from tests.fake_lxc.fixture import FakeLxc
 
 pytestmark = pytest.mark.slow
@@ -50,83 +46,13 @@ ROOMY = (
     "  - {name: east, remote: east, cpus: 64, memory: 256G, disk: 2000G}\n"
     "  - {name: west, remote: west, cpus: 64, memory: 256G, disk: 2000G}\n"
 )
-STATUS = {
-    "cloud_init": {"status": "done"},
-    "app": {
-        "pm2_daemon": True,
-        "processes": [{"name": "hello", "status": "online", "restarts": 0, "pid": 7}],
-        "port_open": True,
-    },
-    "nginx": {"active": True, "config_ok": True, "config_error": ""},
-}
-
-
-class ClassLb:
-    """Every student's LB on both servers, on 127.81.S.N (S = 1, 2; N = 1..48)."""
-
-    def __init__(self, fake: FakeLxc) -> None:
-        self.fake = fake
-        self.turns: dict[str, int] = {}
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                here = self.connection.getsockname()[0]
-                student = (self.headers.get("Host") or "").split(".")[0]
-                backends = outer.backends(here, student)
-                with outer.lock:
-                    outer.turns[here] = turn = outer.turns.get(here, 0) + 1
-                if not backends:
-                    self.send_response(404 if backends is None else 502)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("X-Lab-Backend", f"{backends[turn % len(backends)]}:3000")
-                self.end_headers()
-                self.wfile.write(b"hello")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        probe = socket.socket()
-        probe.bind(("127.81.1.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.servers = [
-            ThreadingHTTPServer((f"127.81.{s}.{n}", self.port), Handler)
-            for s in (1, 2)
-            for n in range(1, 49)
-        ]
-        for server in self.servers:
-            threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            ).start()
-
-    def backends(self, here: str, student: str) -> list[str] | None:
-        for server in SERVERS:
-            table: dict[str, Any] = self.fake.instances(server=server)
-            lb = table.get(f"cls-{student}-lb")
-            if lb is None or lb.get("ipv4") != here:
-                continue
-            return sorted(
-                inst["ipv4"]
-                for name, inst in table.items()
-                if name.startswith(f"cls-{student}-app") and inst["status"] == "Running"
-            )
-        return None
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture
 def lb(fake_lxc: FakeLxc) -> Iterator[ClassLb]:
     for n, name in enumerate(SERVERS, start=5):
         fake_lxc.add_remote(name, address=f"10.0.0.{n}:8443")
-    stand_in = ClassLb(fake_lxc)
+    stand_in = ClassLb(lambda: [fake_lxc.instances(server=s) for s in SERVERS], subnets=(1, 2))
     fake_lxc.on_exec("*", LB_APPLY_COMMAND, stdout="applied\n")
     fake_lxc.on_exec("*", VM_STATUS_COMMAND, stdout=json.dumps(STATUS))
     yield stand_in
@@ -134,22 +60,8 @@ def lb(fake_lxc: FakeLxc) -> Iterator[ClassLb]:
 
 
 @pytest.fixture
-def run(fake_lxc: FakeLxc, tmp_path: Path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    env = {
-        **fake_lxc.env,
-        "LABCTL_LXC": str(fake_lxc.executable),
-        "LABCTL_HOSTS_FILE": str(hosts),
-        "LABCTL_STATE_DIR": str(tmp_path / "state"),
-    }
-    runner = CliRunner()
-
-    def invoke(lab: Path, *args: str):
-        at = 2 if args[0] == "snapshot" else 1
-        return runner.invoke(app, [*args[:at], "-f", str(lab), *args[at:]], env=env)
-
-    return invoke
+def run(fake_lxc: FakeLxc, tmp_path: Path) -> Callable[..., Result]:
+    return class_cli(fake_lxc, tmp_path)
 
 
 def write_lab(tmp_path: Path, lb: ClassLb, names: list[str], hosts: str = ROOMY) -> Path:

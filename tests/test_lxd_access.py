@@ -11,19 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from labctl.cli.main import app
 from labctl.config.load import parse_lab
 from labctl.errors import ConfigError
 from labctl.render.userdata import LB_APPLY_COMMAND, VM_STATUS_COMMAND
+from tests.fake_lxc.class_lb import STATUS, ClassLb, class_cli
 from tests.fake_lxc.fixture import FakeLxc
-from tests.test_classroom_cluster import MEMBERS, STATUS, StandInLb
+from tests.test_classroom_cluster import MEMBERS
 
 pytestmark = pytest.mark.slow
 
@@ -50,23 +49,19 @@ hosts:
 """
 
 
-class ProjectsView:
-    """What the stand-in LB looks up: every student's instances, each in its own project."""
-
-    def __init__(self, fake: FakeLxc, students: list[str]) -> None:
-        self.fake, self.students = fake, students
-
-    def instances(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for student in self.students:
-            found.update(self.fake.instances(project=f"cls-{student}"))
-        return found
-
-
 @pytest.fixture
-def lb(fake_lxc: FakeLxc) -> Iterator[StandInLb]:
+def lb(fake_lxc: FakeLxc) -> Iterator[ClassLb]:
     fake_lxc.make_cluster(MEMBERS)
-    stand_in = StandInLb(ProjectsView(fake_lxc, [*STUDENTS, "cat"]))  # type: ignore[arg-type]
+    # every student's instances are in the student's own project
+    stand_in = ClassLb(
+        lambda: [
+            {
+                k: v
+                for s in [*STUDENTS, "cat"]
+                for k, v in fake_lxc.instances(project=f"cls-{s}").items()
+            }
+        ]
+    )
     fake_lxc.on_exec("*", LB_APPLY_COMMAND, stdout="applied\n")
     fake_lxc.on_exec("*", VM_STATUS_COMMAND, stdout=json.dumps(STATUS))
     yield stand_in
@@ -74,26 +69,15 @@ def lb(fake_lxc: FakeLxc) -> Iterator[StandInLb]:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, lb: StandInLb) -> Path:
+def lab(tmp_path: Path, lb: ClassLb) -> Path:
     path = tmp_path / "lab.yaml"
     path.write_text(LAB.format(students=", ".join(STUDENTS), port=lb.port))
     return path
 
 
 @pytest.fixture
-def run(fake_lxc: FakeLxc, tmp_path: Path):
-    env = {
-        **fake_lxc.env,
-        "LABCTL_LXC": str(fake_lxc.executable),
-        "LABCTL_HOSTS_FILE": str(tmp_path / "hosts"),
-        "LABCTL_STATE_DIR": str(tmp_path / "state"),
-    }
-    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
-
-    def invoke(lab: Path, *args: str) -> Result:
-        return CliRunner().invoke(app, [args[0], "-f", str(lab), *args[1:]], env=env)
-
-    return invoke
+def run(fake_lxc: FakeLxc, tmp_path: Path) -> Callable[..., Result]:
+    return class_cli(fake_lxc, tmp_path)
 
 
 def project_calls(fake: FakeLxc) -> list[list[str]]:

@@ -14,10 +14,13 @@ case annotates with the part it uses, so a test double or a wrapper implements o
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, TypeVar, runtime_checkable
+
+from labctl.errors import EngineError
 
 Argv = Sequence[str]  # a command line, one argument per element
 Stdin = str | None  # what a command reads on stdin, if anything
@@ -65,6 +68,30 @@ class ExecResult:
     returncode: int
     stdout: str
     stderr: str
+
+
+_Failure = TypeVar("_Failure", bound=EngineError)
+
+
+def exec_failure(
+    kind: type[_Failure],
+    name: str,
+    argv: Argv,
+    full: list[str],
+    result: ExecResult,
+    *,
+    why: str,
+    tail: str,
+) -> _Failure:
+    """The error of `exec(check=True)` when the command ran in `name` and exited non-zero:
+    `why` is the engine's one-line reading of its stderr and `tail` its last lines, `full` the
+    command line the engine ran."""
+    return kind(
+        f"`{shlex.join(argv)}` in {name} exited {result.returncode}: {why}",
+        argv=full,
+        returncode=result.returncode,
+        stderr=tail,
+    )
 
 
 @dataclass(frozen=True)
@@ -262,6 +289,39 @@ class StudentAccess(Protocol):
 
     def revoke_access(self, trust_name: str) -> int:
         """Remove every trusted client and pending token named `trust_name`; how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One member of a cluster, as the cluster itself reports it (not through its instances)."""
+
+    name: str
+    online: bool  # answers the cluster's heartbeats; an offline or evacuated one takes no lab
+    detail: str  # the cluster's own words ("Offline: No heartbeat for 31s"), for people
+
+
+@dataclass(frozen=True)
+class MemberCapacity:
+    """What one member has, measured by the engine on that member."""
+
+    cpus: int
+    memory_total: int  # bytes
+    memory_used: int  # bytes
+    disk_free: int | None = None  # bytes free in the pool the instances' root disks are on
+    disk_pool: str = ""
+
+
+@runtime_checkable
+class ClusterMembers(Protocol):
+    """An engine whose server may be a cluster: which members there are, and what each has."""
+
+    def members(self) -> list[ClusterMember]:
+        """Every member of the cluster, in the cluster's order; [] when it is no cluster."""
+        ...
+
+    def member_capacity(self, member: str) -> MemberCapacity:
+        """CPUs, memory and the root pool's free space on `member` (EngineError if it is down)."""
         ...
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from labctl.engine.base import Instance, Snapshot, State
 from labctl.engine.lxd.commands import LABEL_PREFIX
 from labctl.errors import EngineError
 
 _EXCERPT: Final = 120
+_LIST_COMMAND: Final = "lxc list --format json"
+_T = TypeVar("_T")
 # LXD's status words -> labctl's. A frozen container resumes on `lxc start`; a word LXD adds
 # later counts as changing.
 _STATES: Final[dict[str, State]] = {
@@ -110,61 +113,64 @@ def _member_down(word: str, config: dict[str, Any] | None, location: str) -> str
     return f"cluster member {location} does not answer (it is down or cut off)"
 
 
-def parse_list(text: str) -> list[Instance]:
-    """`lxc list --format json`: every instance, with addresses, member and labels."""
-    command = "lxc list --format json"
+def _each_object(
+    text: str, command: str, read: Callable[[dict[str, Any], str], Iterable[_T]]
+) -> list[_T]:
+    """What `read(item, where)` finds in each object of a JSON list (`lxc list` JSON); any
+    field of the wrong type is an EngineError that names it."""
     data = _json(text, command)
     if not isinstance(data, list):
         raise _bad(command, "the top level is not a JSON list", text)
-    instances = []
+    found: list[_T] = []
     try:
         for index, item in enumerate(data):
-            where = f"[{index}]"
             if not isinstance(item, dict):
-                raise TypeError(f"{where} is not an object")
-            name = _get(item, "name", str, "", where)
-            if not name:
-                raise TypeError(f"{where}.name is empty")
-            word = _get(item, "status", str, "Unknown", where)
-            location = _get(item, "location", str, "", where)
-            raw_config = _get(item, "config", dict, None, where)
-            config = raw_config or {}
-            instances.append(
-                Instance(
-                    name,
-                    state_of(word),
-                    word,
-                    _addresses(_get(item, "state", dict, None, where), where),
-                    "" if location in ("none", "") else location,
-                    _labels(config),
-                    _member_down(word, raw_config, location),
-                )
-            )
+                raise TypeError(f"[{index}] is not an object")
+            found.extend(read(item, f"[{index}]"))
     except TypeError as exc:
         raise _bad(command, str(exc), text) from None
-    return instances
+    return found
+
+
+def _instance(item: dict[str, Any], where: str) -> list[Instance]:
+    name = _get(item, "name", str, "", where)
+    if not name:
+        raise TypeError(f"{where}.name is empty")
+    word = _get(item, "status", str, "Unknown", where)
+    location = _get(item, "location", str, "", where)
+    raw_config = _get(item, "config", dict, None, where)
+    return [
+        Instance(
+            name,
+            state_of(word),
+            word,
+            _addresses(_get(item, "state", dict, None, where), where),
+            "" if location in ("none", "") else location,
+            _labels(raw_config or {}),
+            _member_down(word, raw_config, location),
+        )
+    ]
+
+
+def parse_list(text: str) -> list[Instance]:
+    """`lxc list --format json`: every instance, with addresses, member and labels."""
+    return _each_object(text, _LIST_COMMAND, _instance)
+
+
+def _snapshots(item: dict[str, Any], where: str) -> list[Snapshot]:
+    instance = _get(item, "name", str, "", where)
+    found = []
+    for n, snap in enumerate(_get(item, "snapshots", list, None, where) or []):
+        if not isinstance(snap, dict):
+            raise TypeError(f"{where}.snapshots[{n}] is not an object")
+        name = _get(snap, "name", str, "", f"{where}.snapshots[{n}]")
+        found.append(Snapshot(instance, name.rsplit("/", 1)[-1]))
+    return found
 
 
 def parse_snapshots(text: str) -> list[Snapshot]:
     """The snapshots in `lxc list --format json` (`snapshots` is null for none), by instance."""
-    command = "lxc list --format json"
-    data = _json(text, command)
-    if not isinstance(data, list):
-        raise _bad(command, "the top level is not a JSON list", text)
-    found = []
-    try:
-        for index, item in enumerate(data):
-            where = f"[{index}]"
-            if not isinstance(item, dict):
-                raise TypeError(f"{where} is not an object")
-            instance = _get(item, "name", str, "", where)
-            for n, snap in enumerate(_get(item, "snapshots", list, None, where) or []):
-                if not isinstance(snap, dict):
-                    raise TypeError(f"{where}.snapshots[{n}] is not an object")
-                name = _get(snap, "name", str, "", f"{where}.snapshots[{n}]")
-                found.append(Snapshot(instance, name.rsplit("/", 1)[-1]))
-    except TypeError as exc:
-        raise _bad(command, str(exc), text) from None
+    found = _each_object(text, _LIST_COMMAND, _snapshots)
     return sorted(found, key=lambda s: (s.instance, s.name))
 
 

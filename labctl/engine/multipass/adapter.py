@@ -25,6 +25,7 @@ from labctl.engine.base import (
     LaunchSpec,
     Snapshot,
     Stdin,
+    exec_failure,
 )
 from labctl.engine.multipass.commands import MultipassCommandLines, whole_seconds
 from labctl.engine.multipass.errors import (
@@ -308,13 +309,8 @@ class MultipassEngine(MultipassCommandLines):
         if result.returncode != 0 and is_own_exec_error(result.stderr):
             raise classify_failure(full, result.returncode, result.stderr)
         if check and result.returncode != 0:
-            raise MultipassError(
-                f"`{shlex.join(argv)}` in {name} exited {result.returncode}: "
-                f"{summarize_stderr(result.stderr)}",
-                argv=full,
-                returncode=result.returncode,
-                stderr=stderr_tail(result.stderr),
-            )
+            why, tail = summarize_stderr(result.stderr), stderr_tail(result.stderr)
+            raise exec_failure(MultipassError, name, argv, full, result, why=why, tail=tail)
         return result
 
     # --- lifecycle ---------------------------------------------------------------------------
