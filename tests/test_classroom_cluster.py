@@ -13,20 +13,16 @@ Running app instances.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import Result
 
-from labctl.cli.main import app
 from labctl.config.load import parse_lab
 from labctl.errors import ConfigError
 from labctl.render.userdata import LB_APPLY_COMMAND, VM_STATUS_COMMAND
+from tests.fake_lxc.class_lb import STATUS, ClassLb, class_cli
 from tests.fake_lxc.fixture import FakeLxc
 
 pytestmark = pytest.mark.slow
@@ -50,65 +46,12 @@ manage_hosts: false
 snapshots: {{baseline: false}}
 hosts:
 {hosts}"""
-STATUS = {
-    "cloud_init": {"status": "done"},
-    "app": {
-        "pm2_daemon": True,
-        "processes": [{"name": "hello", "status": "online", "restarts": 0, "pid": 7}],
-        "port_open": True,
-    },
-    "nginx": {"active": True, "config_ok": True, "config_error": ""},
-}
-
-
-class StandInLb:
-    """Every student's LB on the cluster's addresses (127.81.0.N, N = 1..48)."""
-
-    def __init__(self, fake: FakeLxc) -> None:
-        outer = self
-        self.fake = fake
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                here = self.connection.getsockname()[0]
-                student = (self.headers.get("Host") or "").split(".")[0]
-                table: dict[str, Any] = outer.fake.instances()
-                lb = table.get(f"cls-{student}-lb")
-                app = table.get(f"cls-{student}-app")
-                if lb is None or lb.get("ipv4") != here or app is None:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("X-Lab-Backend", f"{app['ipv4']}:3000")
-                self.end_headers()
-                self.wfile.write(b"hello")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        probe = socket.socket()
-        probe.bind(("127.81.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.servers = [
-            ThreadingHTTPServer((f"127.81.0.{n}", self.port), Handler) for n in range(1, 49)
-        ]
-        for server in self.servers:
-            threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            ).start()
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture
-def lb(fake_lxc: FakeLxc) -> Iterator[StandInLb]:
+def lb(fake_lxc: FakeLxc) -> Iterator[ClassLb]:
     fake_lxc.make_cluster(MEMBERS)
-    stand_in = StandInLb(fake_lxc)
+    stand_in = ClassLb(lambda: [fake_lxc.instances()])
     fake_lxc.on_exec("*", LB_APPLY_COMMAND, stdout="applied\n")
     fake_lxc.on_exec("*", VM_STATUS_COMMAND, stdout=json.dumps(STATUS))
     yield stand_in
@@ -116,24 +59,11 @@ def lb(fake_lxc: FakeLxc) -> Iterator[StandInLb]:
 
 
 @pytest.fixture
-def run(fake_lxc: FakeLxc, tmp_path: Path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    env = {
-        **fake_lxc.env,
-        "LABCTL_LXC": str(fake_lxc.executable),
-        "LABCTL_HOSTS_FILE": str(hosts),
-        "LABCTL_STATE_DIR": str(tmp_path / "state"),
-    }
-    runner = CliRunner()
-
-    def invoke(lab: Path, *args: str):
-        return runner.invoke(app, [args[0], "-f", str(lab), *args[1:]], env=env)
-
-    return invoke
+def run(fake_lxc: FakeLxc, tmp_path: Path) -> Callable[..., Result]:
+    return class_cli(fake_lxc, tmp_path)
 
 
-def write_lab(tmp_path: Path, lb: StandInLb, names: list[str], members=MEMBERS) -> Path:
+def write_lab(tmp_path: Path, lb: ClassLb, names: list[str], members=MEMBERS) -> Path:
     hosts = "".join(f"  - {{name: {m}, member: {m}}}\n" for m in members)
     path = tmp_path / "lab.yaml"
     path.write_text(LAB.format(students=", ".join(names), port=lb.port, hosts=hosts))
@@ -150,7 +80,7 @@ def placements(tmp_path: Path) -> dict[str, str]:
 
 
 def test_each_lab_goes_on_one_member_and_stays_there_across_runs(
-    tmp_path: Path, run, fake_lxc: FakeLxc, lb: StandInLb
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
 ) -> None:
     names = ["ann", "bob", "cat", "dan", "eve", "fay"]
     path = write_lab(tmp_path, lb, names)
@@ -183,7 +113,7 @@ def test_each_lab_goes_on_one_member_and_stays_there_across_runs(
 
 
 def test_a_member_down_is_its_students_reason_and_gets_no_new_student(
-    tmp_path: Path, run, fake_lxc: FakeLxc, lb: StandInLb
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
 ) -> None:
     fake_lxc.configure(member_down_stall=0)
     names = ["ann", "bob", "cat"]
@@ -253,3 +183,81 @@ def test_a_member_needs_the_lxd_engine() -> None:
         p.startswith("lab.yaml:17:15: hosts[0].member: a member is a member of an LXD cluster")
         for p in caught.value.problems
     ), caught.value.problems
+
+
+def without_hosts(path: Path) -> Path:
+    """The same class with no `hosts:`: the cluster's own members are where it goes."""
+    text = path.read_text()
+    path.write_text(text[: text.index("hosts:\n")])
+    return path
+
+
+def test_without_hosts_a_class_goes_on_the_clusters_members_one_lab_per_member(
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
+) -> None:
+    names = ["ann", "bob", "cat"]
+    path = without_hosts(write_lab(tmp_path, lb, names))
+    result = run(path, "up")
+    assert result.exit_code == 0, result.output
+    where = located(fake_lxc)
+    for student in names:
+        assert where[f"cls-{student}-app"] == where[f"cls-{student}-lb"]
+    assert sorted(placements(tmp_path).values()) == list(MEMBERS)  # one student per member
+    assert all("--target" in call["argv"] for call in fake_lxc.calls("launch"))
+
+    doctor = run(path, "doctor", "--json")
+    rows = {row["host"]: row for row in json.loads(doctor.stdout)["hosts"]}
+    assert doctor.exit_code == 0, doctor.output
+    assert sorted(rows) == list(MEMBERS)
+    assert rows["m2"]["source"] == "measured by the cluster on member m2"
+    details = " ".join(check["detail"] for check in rows["m2"]["checks"])
+    # the fake member's 4 CPUs, 16 GiB with 2 in use, and a 100 GiB pool with 10 used
+    for figure in ("on 4 host CPUs", "14.0 GiB available", "90.0 GiB free"):
+        assert figure in details, details
+
+
+def test_students_go_where_the_cluster_measured_the_most_free_memory(
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
+) -> None:
+    # m2 has 64 GiB where m1 and m3 have 16: four labs of 512 MiB all fit best on m2
+    fake_lxc.configure(member_resources={"m2": {"memory_total": 64 * 1024**3}})
+    names = ["ann", "bob", "cat", "dan"]
+    result = run(write_lab(tmp_path, lb, names), "up")
+    assert result.exit_code == 0, result.output
+    assert set(placements(tmp_path).values()) == {"m2"}
+
+
+def test_a_member_the_cluster_calls_offline_gets_no_student_though_it_holds_none(
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
+) -> None:
+    fake_lxc.set_member_down("m3")  # before any lab: no instance of the class can show it
+    names = ["ann", "bob", "cat", "dan"]
+    path = without_hosts(write_lab(tmp_path, lb, names))
+    result = run(path, "up")
+    assert result.exit_code == 0, result.output
+    assert sorted(placements(tmp_path).values()) == ["m1", "m1", "m2", "m2"]
+    assert "m3" not in {
+        call["argv"][call["argv"].index("--target") + 1] for call in fake_lxc.calls("launch")
+    }
+
+    doctor = run(path, "doctor", "--json")
+    rows = {row["host"]: row for row in json.loads(doctor.stdout)["hosts"]}
+    assert "m3" not in rows or not rows["m3"]["students"], rows
+
+
+def test_a_single_lab_on_a_cluster_goes_whole_on_the_member_with_the_most_free_memory(
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
+) -> None:
+    """Left to LXD's scheduler its two instances would land on two members, and the LB could
+    not reach the app. (Named cls-ann with ann's domain, the stand-in LB serves it.)"""
+    fake_lxc.configure(member_resources={"m3": {"memory_total": 64 * 1024**3}})
+    path = tmp_path / "lab.yaml"
+    text = write_lab(tmp_path, lb, ["ann"]).read_text()
+    body = text[text.index("app:") : text.index("hosts:\n")]
+    path.write_text(
+        f"name: cls-ann\nengine: lxd\nimage: labctl-test\ndomain: ann.class.lab\n{body}"
+    )
+    result = run(path, "up")
+    assert result.exit_code == 0, result.output
+    assert located(fake_lxc) == {"cls-ann-app": "m3", "cls-ann-lb": "m3"}
+    assert "the lab goes on cluster member m3" in result.output

@@ -260,10 +260,12 @@ _LXD_HOSTS_EXAMPLE: Final = """\
 """
 
 _CLUSTER_HOSTS: Final = """\
-hosts:                    # one entry per cluster member; each student's whole lab on one member
-  - {name: server1, member: server1, memory: 128G}  # member: a NAME of `lxc cluster list`
-  - {name: server2, member: server2, memory: 128G}  # memory: what it has free for labs
-  - {name: server3, member: server3, memory: 64G}   # (students go where the most is left)
+# Each student's whole lab goes on one member of the cluster, students where the cluster
+# measures the most memory free (`labctl doctor` shows it), never on a member that is offline.
+# Without hosts: every member takes students; list them to use only some, or to set capacity:
+# hosts:
+#   - {name: server1, member: server1, memory: 128G}  # member: a NAME of `lxc cluster list`
+#   - {name: server2, member: server2, memory: 128G}  # memory: what it has free for labs
 """
 
 

@@ -8,14 +8,18 @@ from collections.abc import Sequence
 from labctl.engine.base import (
     Argv,
     Capabilities,
+    ClusterMember,
+    ClusterMembers,
     Engine,
     ExecResult,
     HealthLine,
     Instance,
     LaunchSpec,
+    MemberCapacity,
     Snapshot,
     Stdin,
 )
+from labctl.errors import EngineError
 
 # Aliases: inside the class body, `list` names the method, not the builtin.
 _Argv = list[str]
@@ -23,6 +27,7 @@ _Argvs = list[list[str]]
 _Instances = list[Instance]
 _Snapshots = list[Snapshot]
 _Health = list[HealthLine]
+_Members = list[ClusterMember]
 
 
 class EngineProxy:
@@ -92,6 +97,17 @@ class EngineProxy:
 
     def prepare_argvs(self) -> _Argvs:
         return self.inner.prepare_argvs()
+
+    # a cluster's members: read-only questions, answered by an inner engine that can
+    def members(self) -> _Members:
+        inner = self.inner
+        return inner.members() if isinstance(inner, ClusterMembers) else []
+
+    def member_capacity(self, member: str) -> MemberCapacity:
+        inner = self.inner
+        if not isinstance(inner, ClusterMembers):
+            raise EngineError(f"{inner.capabilities.display_name} has no cluster members")
+        return inner.member_capacity(member)
 
     # the command lines
     def version_argv(self) -> _Argv:

@@ -20,6 +20,7 @@ from labctl.ops.bringup import EarlyBaseline, VmOutcome, bring_up_vms
 from labctl.ops.context import LabContext, classify_instances
 from labctl.ops.doctor import preflight
 from labctl.ops.failures import StageFailure
+from labctl.ops.member import one_member
 from labctl.ops.snapshot import BaselineSupport, take_baseline
 from labctl.ops.stage import left_to_student, record_stage
 from labctl.ops.wire import HostsOutcome, wire_and_wait
@@ -139,6 +140,10 @@ def _up(ctx: LabContext) -> UpResult:
         raise
     if prepared:
         ctx.emit("preflight", "info", prepared)
+    if ctx.member is None and ctx.student is None and ownership.missing:  # a class places its own
+        ctx.member = one_member(ctx.engine, ownership.ours)
+        if ctx.member is not None:
+            ctx.emit("preflight", "info", f"the lab goes on cluster member {ctx.member}")
     record_stage(ctx)
     # The LB's addresses are asked for as soon as no VM can stop again, while the last VM's
     # cloud-init is still being checked: one round trip less before the wiring.

@@ -125,6 +125,13 @@ def cmd_cluster_list(ctx: Context) -> int:
         members = dict(server.get("members") or {})
     if not members:
         raise LxcError("LXD server isn't part of a cluster")  # [I]
+    ctx.out(shapes.go_json(member_rows(ctx, members)))
+    return 0
+
+
+def member_rows(ctx: Context, members: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members as `cluster list --format json` and `/1.0/cluster/members?recursion=1`
+    show them: a down one stays Online until `member_offline_after` has passed."""
     rows = []
     after = ctx.settings.seconds("member_offline_after")
     for index, (name, member) in enumerate(members.items()):
@@ -138,8 +145,7 @@ def cmd_cluster_list(ctx: Context) -> int:
                 name, member["address"], shapes.member_roles(index, len(members)), down_for
             )
         )
-    ctx.out(shapes.go_json(rows))
-    return 0
+    return rows
 
 
 def cmd_resource_list(ctx: Context) -> int:

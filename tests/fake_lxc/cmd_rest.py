@@ -4,7 +4,9 @@ recorded (`query-*` and `fresh-*` in calls.json). The endpoints labctl reads:
 
 /1.0 (the recorded server document, with this server's version and cluster facts),
 /1.0/projects/NAME, /1.0/storage-pools?recursion=1, /1.0/profiles/NAME, /1.0/networks/NAME,
-/1.0/images/aliases/NAME. `--project` is refused as the real client refuses it; a project-scoped
+/1.0/images/aliases/NAME, /1.0/cluster/members?recursion=1, and what a member has:
+/1.0/resources?target=MEMBER and /1.0/storage-pools/NAME/resources?target=MEMBER (the
+`member_resources` knob; a member that is down answers as it does to a launch there). `--project` is refused as the real client refuses it; a project-scoped
 path takes `?project=`. A server made by `FakeLxc.make_uninitialised` has no pool, no network
 and a default profile without devices, as a daemon nobody ran `lxd init` on.
 """
@@ -15,8 +17,9 @@ import json
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .cmd_query import member_rows
 from .context import Context
-from .errors import LxcError
+from .errors import LxcError, member_unreachable
 from .instances import clustered, profiles_of
 from .recordings import calls
 from .state import Server
@@ -43,8 +46,12 @@ def cmd_query(ctx: Context) -> int:
     url = urlsplit(path)
     project = (parse_qs(url.query).get("project") or ["default"])[0]
     parts = [unquote(p) for p in url.path.strip("/").split("/")]
+    member = (parse_qs(url.query).get("target") or [""])[0]
     with ctx.server(target, write=False) as server:
-        answer = _answer(ctx, server, parts, project, "recursion=1" in url.query)
+        if parts[:2] == ["1.0", "resources"] or parts[-1:] == ["resources"]:
+            answer = _resources(ctx, server, parts, member, path)
+        else:
+            answer = _answer(ctx, server, parts, project, "recursion=1" in url.query)
     ctx.out(go_indent(answer))
     return 0
 
@@ -67,6 +74,11 @@ def _answer(ctx: Context, server: Server, parts: list[str], project: str, full: 
             "name": parts[2],
             "used_by": used,
         }
+    if parts == ["1.0", "cluster", "members"]:
+        if not clustered(server):
+            raise LxcError("Server isn't part of a cluster")  # [I] labctl asks /1.0 first
+        rows = member_rows(ctx, dict(server["members"]))
+        return rows if full else [f"/1.0/cluster/members/{r['server_name']}" for r in rows]
     if parts == ["1.0", "storage-pools"]:
         pools = pools_of(server)
         return pools if full else [f"/1.0/storage-pools/{p['name']}" for p in pools]
@@ -104,6 +116,47 @@ def _answer(ctx: Context, server: Server, parts: list[str], project: str, full: 
             "name": parts[3],
             "target": image["fingerprint"],
             "type": "container",
+        }
+    raise LxcError(NOT_FOUND)
+
+
+# What a member has when the `member_resources` knob does not say (bytes; LXD measures these on
+# the member: CPU threads, memory, and the space of the storage pool on it)
+DEFAULT_RESOURCES: Final = {
+    "cpus": 4,
+    "memory_total": 16 * 1024**3,
+    "memory_used": 2 * 1024**3,
+    "pool_total": 100 * 1024**3,
+    "pool_used": 10 * 1024**3,
+}
+
+
+def _resources(ctx: Context, server: Server, parts: list[str], member: str, path: str) -> Any:
+    """/1.0/resources and /1.0/storage-pools/NAME/resources, measured on `member`."""
+    members = dict(server.get("members") or {})
+    if member and member not in members:
+        raise LxcError(f"Failed to get address of cluster member: Member {member!r} not found")
+    if member and ctx.settings.on("members_down", member):
+        raise member_unreachable(members[member]["address"], "Get", "/" + path.lstrip("/"))
+    figures = DEFAULT_RESOURCES | dict(ctx.settings.get("member_resources", member or "local"))
+    if parts == ["1.0", "resources"]:
+        return {  # the parts labctl reads, in the recorded shape; the rest of it left out
+            "cpu": {"architecture": "x86_64", "sockets": [], "total": figures["cpus"]},
+            "memory": {
+                "hugepages_size": 2097152,
+                "hugepages_total": 0,
+                "hugepages_used": 0,
+                "nodes": [],
+                "total": figures["memory_total"],
+                "used": figures["memory_used"],
+            },
+        }
+    if len(parts) == 4 and parts[1] == "storage-pools":
+        if parts[2] not in {p["name"] for p in pools_of(server)}:
+            raise LxcError("Storage pool not found")
+        return {
+            "inodes": {"total": 0, "used": 0},
+            "space": {"total": figures["pool_total"], "used": figures["pool_used"]},
         }
     raise LxcError(NOT_FOUND)
 

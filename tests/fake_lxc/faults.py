@@ -32,6 +32,9 @@ DEFAULTS: Final[dict[str, Any]] = {
     # by member: until this epoch time, the other members have no event connection to it (it
     # just came back): operations on its instances fail at once, a launch there is lost
     "member_catching_up_until": {},
+    # by member ("local" for a server that is no cluster): what `/1.0/resources` and a pool's
+    # `resources` say it has (cpus, memory_total, memory_used, pool_total, pool_used; bytes)
+    "member_resources": {},
     "untrusted": False,  # by remote: the client certificate is no longer trusted
     "certificate_changed": False,  # by remote: the server's certificate changed
     # instance faults

@@ -1,7 +1,7 @@
 """labctl end to end on a real 3-member LXD cluster: a class of three students, each student's
 whole lab (one app container, one LB) in a restricted LXD project of their own (`project:
-"lxt-{student}"`, created by `up`) and on one member (`hosts:` entries with `member:`), spread
-over the three members; `snapshot save`/`restore` and `reset` per student, each container kept on
+"lxt-{student}"`, created by `up`) and on one member, spread over the three members that labctl
+finds in the cluster (lab.yaml has no `hosts:`), by the capacity LXD measures on each (`doctor`); `snapshot save`/`restore` and `reset` per student, each container kept on
 its student's member; `labctl access` lets a student's own client (a separate LXD_CONF) into
 their project only, until `--revoke`; every lab serves its domain from the host through its LB's address on
 the cluster's LAN bridge; `status` and `check` for the class; one member's daemon stopped: its
@@ -17,6 +17,7 @@ LAN bridge (10.252.1.0/24). Lab and container names start with the session's pre
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -57,13 +58,11 @@ vms:
 lb: {{max_fails: 2, fail_timeout: 5s, read_timeout: 3s, connect_timeout: 1s}}
 waits: {{launch: 600s, cloud_init: 600s, serve: 120s}}
 snapshots: {{baseline: false}}
-hosts:
-{hosts}"""
+"""
 
 
-def lab_yaml(members: list[str], students: list[str]) -> str:
-    hosts = "".join(f"  - {{name: {m}, member: {m}}}\n" for m in members)
-    return LAB_YAML.format(lab=LAB, students=", ".join(students), hosts=hosts)
+def lab_yaml(students: list[str]) -> str:
+    return LAB_YAML.format(lab=LAB, students=", ".join(students))
 
 
 @dataclass
@@ -109,7 +108,7 @@ def klass(
     package's teardown deletes anything left, and the last test proves `down` left nothing)."""
     root = tmp_path_factory.mktemp("lxd-class")
     file = root / "lab.yaml"
-    file.write_text(lab_yaml(lxd_cluster.names, STUDENTS))
+    file.write_text(lab_yaml(STUDENTS))
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1\tlocalhost\n")
     klass = ClusterClass(lxd_cluster, root, file, hosts)
@@ -167,6 +166,20 @@ def test_status_and_check_pass_for_the_whole_class(klass: ClusterClass) -> None:
         if not lab["passed"]
     }
     assert code == 0 and graded["passed"] and not failed, failed
+
+
+def test_doctor_measures_each_member_through_the_cluster(klass: ClusterClass) -> None:
+    """No `hosts:`: the members come from the cluster, their figures from LXD on each member
+    (all three share this machine: its CPUs, and a root pool whose free space is known)."""
+    code, report = klass.json("doctor")
+    rows = {row["host"]: row for row in report["hosts"]}
+    assert code == 0 and sorted(rows) == klass.cluster.names, report
+    for member, row in rows.items():
+        assert row["source"] == f"measured by the cluster on member {member}", row
+        checks = {check["name"]: check for check in row["checks"]}
+        assert f"on {os.cpu_count()} host CPUs" in checks["cpu"]["detail"], checks
+        assert checks["memory"]["status"] == "ok" and "available" in checks["memory"]["detail"]
+        assert checks["disk"]["status"] == "ok" and "free" in checks["disk"]["detail"], checks
 
 
 def student_lxc(klass: ClusterClass, conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -278,7 +291,7 @@ def test_a_stopped_member_makes_only_its_student_unreachable(klass: ClusterClass
             lb = ipv4(klass.instances(avoid=cluster.names[-1])[f"{LAB}-{student}-lb"])
             assert lb is not None and serves(lb, f"{student}.lxt.lab")
         # a student who joins now is placed on a member that answers
-        klass.file.write_text(lab_yaml(cluster.names, [*STUDENTS, LATE]))
+        klass.file.write_text(lab_yaml([*STUDENTS, LATE]))
         plan = klass.labctl("up", "--student", LATE, timeout=900)
         assert plan.returncode == 0, explain(plan)
         late = {

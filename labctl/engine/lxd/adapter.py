@@ -30,14 +30,17 @@ from labctl.engine.base import (
     OPERATION_TIMEOUT,
     AccessGrant,
     Capabilities,
+    ClusterMember,
     ExecResult,
     HealthLine,
     Instance,
     LaunchSpec,
+    MemberCapacity,
     Snapshot,
     State,
+    exec_failure,
 )
-from labctl.engine.lxd import projects
+from labctl.engine.lxd import cluster, projects
 from labctl.engine.lxd import server as setup
 from labctl.engine.lxd.commands import LABEL_PREFIX, LxdCommandLines, LxdTarget, lxd_size
 from labctl.engine.lxd.errors import (
@@ -223,6 +226,12 @@ class LxdEngine(LxdCommandLines):
     def network_addresses(self) -> list[str]:
         return projects.server_addresses(self)
 
+    def members(self) -> list[ClusterMember]:
+        return cluster.members(self)
+
+    def member_capacity(self, member: str) -> MemberCapacity:
+        return cluster.capacity(self, member)
+
     def snapshots_unavailable(self) -> str | None:
         return None  # a project that forbids them says so on the first call (SnapshotsUnsupported)
 
@@ -344,13 +353,8 @@ class LxdEngine(LxdCommandLines):
 
         result = ride_out(once, retry_on=self._member_catching_up([name]))
         if check and result.returncode != 0:
-            raise LxdError(
-                f"`{shlex.join(argv)}` in {name} exited {result.returncode}: "
-                f"{error_text(result.stderr)}",
-                argv=full,
-                returncode=result.returncode,
-                stderr=stderr_tail(result.stderr),
-            )
+            why, tail = error_text(result.stderr), stderr_tail(result.stderr)
+            raise exec_failure(LxdError, name, argv, full, result, why=why, tail=tail)
         return result
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -418,25 +422,19 @@ class LxdEngine(LxdCommandLines):
 
     # --- snapshots (of running instances) ------------------------------------------------------
 
+    def _operate(self, name: str, argv: _Argv) -> None:
+        """One operation on `name`, ridden out while its member catches up."""
+        retry = self._member_catching_up([name])
+        ride_out(lambda: self._run(argv, timeout=OPERATION_TIMEOUT), retry_on=retry)
+
     def snapshot(self, name: str, snapshot: str, *, comment: str = "") -> None:
-        ride_out(
-            lambda: self._run(
-                self.snapshot_argv(name, snapshot, comment=comment), timeout=OPERATION_TIMEOUT
-            ),
-            retry_on=self._member_catching_up([name]),
-        )
+        self._operate(name, self.snapshot_argv(name, snapshot, comment=comment))
 
     def restore(self, name: str, snapshot: str) -> None:
-        ride_out(
-            lambda: self._run(self.restore_argv(name, snapshot), timeout=OPERATION_TIMEOUT),
-            retry_on=self._member_catching_up([name]),
-        )
+        self._operate(name, self.restore_argv(name, snapshot))
 
     def delete_snapshot(self, name: str, snapshot: str) -> None:
-        ride_out(
-            lambda: self._run(self.delete_snapshot_argv(name, snapshot), timeout=OPERATION_TIMEOUT),
-            retry_on=self._member_catching_up([name]),
-        )
+        self._operate(name, self.delete_snapshot_argv(name, snapshot))
 
     # --- interactive -------------------------------------------------------------------------
 

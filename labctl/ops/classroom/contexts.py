@@ -6,7 +6,8 @@ makes each student's `LabContext`: its own state dir and an engine bound to the 
 student is placed on. `lab_context` is what a command that acts on one lab gets: the lab's own
 context, or the one student's in a class.
 
-Placement (`place`): students are spread over `hosts:` by free capacity and the choice is kept in
+Placement (`place`): students are spread over `hosts:` (on an LXD cluster without them: its
+members, members.py) by free capacity and the choice is kept in
 the class's state dir (`class.json`), so a student's lab stays on its host across runs.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Final, cast
 
 from labctl.config.load import LabFile
-from labctl.engine.base import Engine
+from labctl.engine.base import Engine, MemberCapacity
 from labctl.engine.registry import open_engine
 from labctl.errors import ConfigError, LabctlError
 from labctl.host import privileged
@@ -30,6 +31,7 @@ from labctl.host.probes import Resolver, resolve
 from labctl.host.resources import HostResources, host_resources
 from labctl.host.state import LabState, state_dir
 from labctl.model import EngineHost, Lab
+from labctl.ops.classroom.members import ClusterView
 from labctl.ops.context import Event, LabContext, RunOptions
 from labctl.scalars import size_in_bytes
 
@@ -80,6 +82,7 @@ class ClassContext:
     def __post_init__(self) -> None:
         self._engines: dict[tuple[str | None, str], Engine] = {}
         self._engines_lock = threading.Lock()
+        self.cluster = ClusterView(self.engine_at)
 
     @property
     def lab(self) -> Lab:
@@ -120,22 +123,42 @@ class ClassContext:
         return self._state(self.lab.name)
 
     def hosts(self) -> list[HostRef]:
-        if not self.lab.hosts:
-            return [HostRef(LOCAL_HOST)]
-        return [HostRef(h.name, h.remote, i, h, h.member) for i, h in enumerate(self.lab.hosts)]
+        """The servers students are placed on: lab.yaml's `hosts:`; without them, on an LXD
+        cluster, each of its members (a lab needs one member's network); else this one."""
+        if self.lab.hosts:
+            return [HostRef(h.name, h.remote, i, h, h.member) for i, h in enumerate(self.lab.hosts)]
+        settings = self.lab.engine
+        if self.lab.is_class and settings is not None and settings.name == "lxd":
+            members = self.cluster.members(settings.remote)
+            return [HostRef(m.name, settings.remote, member=m.name) for m in members] or [
+                HostRef(LOCAL_HOST)
+            ]
+        return [HostRef(LOCAL_HOST)]
 
     def resources(self, host: HostRef) -> tuple[HostResources, str]:
         """What `host` offers, and where that figure comes from (measured / declared / unknown)."""
         declared = host.declared
+        stated = declared is not None and bool(declared.cpus or declared.memory or declared.disk)
         if host.measurable:
             measured = self.host()
-            if declared is None or not (declared.cpus or declared.memory or declared.disk):
+            if not stated:
                 return measured, "measured on this machine"
             return _declared(host, fallback=measured), "declared in lab.yaml (rest measured)"
-        if declared is None or not (declared.cpus or declared.memory or declared.disk):
-            kind = "cluster member" if host.member else "remote"
-            return _declared(host), f"{kind}; declare cpus/memory/disk in hosts[{host.index}]"
-        return _declared(host), "declared in lab.yaml (remote: not measured)"
+        found = self.cluster.capacity(host.remote, host.member) if host.member else None
+        if isinstance(found, MemberCapacity):
+            by_cluster = _member_resources(host, found)
+            if not stated:
+                return by_cluster, f"measured by the cluster on member {host.member}"
+            return (
+                _declared(host, fallback=by_cluster),
+                "declared in lab.yaml (rest measured by the cluster)",
+            )
+        if stated:
+            return _declared(host), "declared in lab.yaml (remote: not measured)"
+        kind = "cluster member" if host.member else "remote"
+        where = f"hosts[{host.index}]" if host.index is not None else "a hosts: entry"
+        why = f" (not measured: {found})" if found else ""
+        return _declared(host), f"{kind}; declare cpus/memory/disk in {where}{why}"
 
     def student_context(
         self,
@@ -167,6 +190,12 @@ class ClassContext:
             student=student,
             member=host.member,
         )
+
+
+def _member_resources(host: HostRef, found: MemberCapacity) -> HostResources:
+    where = f"pool {found.disk_pool} on member {host.member}" if found.disk_pool else host.shown
+    available = max(0, found.memory_total - found.memory_used)
+    return HostResources(found.cpus, available, found.disk_free, where, found.memory_total)
 
 
 def _declared(host: HostRef, fallback: HostResources | None = None) -> HostResources:
@@ -269,10 +298,13 @@ def place(cctx: ClassContext, students: list[str], *, persist: bool) -> dict[str
 
 def _down_members(cctx: ClassContext, hosts: list[HostRef]) -> set[str]:
     """Names of the hosts that are cluster members the engine cannot reach: one list per remote;
-    a member is down when an instance it holds is listed unreachable."""
+    a member is down when the cluster calls it offline, or an instance it holds is listed
+    unreachable (at once; the cluster waits for missed heartbeats)."""
     down: set[str] = set()
     placed = list(cctx.class_state.placements())
     for remote in {h.remote for h in hosts if h.member is not None}:
+        offline = cctx.cluster.offline(remote)  # also members that hold none of the class yet
+        down |= {h.name for h in hosts if h.remote == remote and h.member in offline}
         try:
             listed = [i for e in cctx.listing_engines(remote, placed) for i in e.list()]
         except LabctlError:
