@@ -3,14 +3,19 @@
 A trust token is what LXD 5.0.2 prints (base64 of a JSON with the client name, the server's
 certificate fingerprint, its addresses, a secret and an expiry). `remote add NAME TOKEN` finds
 the fake server that issued it by address; a restricted token pins the remote to its project.
+Through the REST API (`lxc query`, any remote): `POST /1.0/certificates` with `token: true`
+starts a token operation (class "token", the secret in its metadata, as LXD 5.0.2 answered),
+`/1.0/operations?recursion=1` lists the pending ones, `DELETE /1.0/operations/ID` revokes one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
+import uuid
 from typing import Any, Final
 
 from . import shapes
@@ -180,6 +185,74 @@ def _token(server: dict[str, Any], secret: str, grant: dict[str, Any]) -> str:
         "expires_at": "0001-01-01T00:00:00Z",
     }
     return base64.b64encode(json.dumps(body).encode()).decode()
+
+
+def operation_id(secret: str) -> str:
+    """The id of the token operation that holds `secret` (stable: derived from it)."""
+    return str(uuid.UUID(hashlib.sha256(secret.encode()).hexdigest()[:32]))
+
+
+def _token_operation(server: dict[str, Any], secret: str, grant: dict[str, Any]) -> dict[str, Any]:
+    server.setdefault("fingerprint", secrets.token_hex(FINGERPRINT_BYTES))
+    request = {
+        "certificate": "",
+        "name": grant["name"],
+        "password": "",
+        "projects": grant["projects"],
+        "restricted": grant["restricted"],
+        "token": True,
+        "type": "client",
+    }
+    return {
+        "class": "token",
+        "created_at": shapes.NEVER_USED,
+        "description": "Executing operation",
+        "err": "",
+        "id": operation_id(secret),
+        "location": "none",
+        "may_cancel": True,
+        "metadata": {
+            "addresses": [server.get("address") or "127.0.0.1:8443"],
+            "fingerprint": server["fingerprint"],
+            "request": request,
+            "secret": secret,
+        },
+        "resources": None,
+        "status": "Running",
+        "status_code": 103,
+        "updated_at": shapes.NEVER_USED,
+    }
+
+
+def rest_write(server: dict[str, Any], method: str, parts: list[str], data: str) -> Any:
+    """`lxc query -X POST|DELETE`: a token request, or the revocation of a pending token."""
+    if method == "POST" and parts == ["1.0", "certificates"]:
+        body = json.loads(data or "{}")
+        if not body.get("token"):
+            raise LxcError("labctl never adds a certificate through the API")  # [I]
+        if not server.get("address"):
+            raise LxcError(NOT_LISTENING)
+        secret = secrets.token_hex(32)
+        grant = {
+            "name": str(body.get("name") or ""),
+            "projects": list(body.get("projects") or []),
+            "restricted": bool(body.get("restricted")),
+        }
+        server["tokens"][secret] = grant
+        return _token_operation(server, secret, grant)
+    if method == "DELETE" and len(parts) == 3 and parts[1] == "operations":
+        for secret in list(server["tokens"]):
+            if operation_id(secret) == parts[2]:
+                del server["tokens"][secret]
+                return None
+        raise LxcError("Operation not found")
+    raise LxcError("not found")  # [I] a route labctl never uses
+
+
+def rest_operations(server: dict[str, Any]) -> dict[str, Any]:
+    """`/1.0/operations?recursion=1`: the pending tokens, by status as LXD groups them."""
+    running = [_token_operation(server, s, t) for s, t in server["tokens"].items()]
+    return {"failure": [], "running": running, "success": []}
 
 
 def cmd_remote(ctx: Context) -> int:

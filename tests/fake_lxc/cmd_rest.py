@@ -17,6 +17,7 @@ import json
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .cmd_admin import rest_operations, rest_write
 from .cmd_query import member_rows
 from .context import Context
 from .errors import LxcError, member_unreachable
@@ -47,8 +48,17 @@ def cmd_query(ctx: Context) -> int:
     project = (parse_qs(url.query).get("project") or ["default"])[0]
     parts = [unquote(p) for p in url.path.strip("/").split("/")]
     member = (parse_qs(url.query).get("target") or [""])[0]
+    method = ctx.args.value("request", "GET").upper()
+    if method != "GET":
+        with ctx.server(target, write=True) as server:
+            written = rest_write(server, method, parts, ctx.args.value("data"))
+        if written is not None:
+            ctx.out(go_indent(written))
+        return 0
     with ctx.server(target, write=False) as server:
-        if parts[:2] == ["1.0", "resources"] or parts[-1:] == ["resources"]:
+        if parts == ["1.0", "operations"]:
+            answer = rest_operations(server)
+        elif parts[:2] == ["1.0", "resources"] or parts[-1:] == ["resources"]:
             answer = _resources(ctx, server, parts, member, path)
         else:
             answer = _answer(ctx, server, parts, project, "recursion=1" in url.query)

@@ -8,6 +8,7 @@ default remote, whatever the project), and every call names the project, so a us
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -210,18 +211,25 @@ class LxdCommandLines:
             *(f"{key}={value}" for key, value in settings), *self._project(),
         ]  # fmt: skip
 
-    def _trust_server(self) -> _Argv:
-        """Which server `config trust add`/`revoke-token` talk to. On LXD 5.0 their one
-        positional is a certificate file (add) or the token's name (revoke-token), never a
-        remote: the local daemon is named with --force-local (a remote is refused in projects.py)."""
-        return ["--force-local"] if self.target.remote == "local" else [f"{self.target.remote}:"]
+    def token_request_argv(self, trust_name: str) -> _Argv:
+        """A join token for a client restricted to the lab's project: `POST /1.0/certificates`
+        through `lxc query`, so on any remote (on LXD 5.0, `config trust add` reaches the local
+        daemon only: its one positional is a certificate file). It answers with the token's
+        operation, whose metadata holds the secret (stdout only: never in argv)."""
+        request = {
+            "name": trust_name,
+            "type": "client",
+            "restricted": True,
+            "projects": [self.target.project],
+            "token": True,
+        }
+        path = f"{self.target.remote}:/1.0/certificates"
+        return [self.target.cli, "query", "-X", "POST", path, "-d", json.dumps(request)]
 
-    def trust_add_argv(self, trust_name: str) -> _Argv:
-        """A join token for a client restricted to the lab's project (printed on stdout)."""
-        return [
-            self.target.cli, "config", "trust", "add", *self._trust_server(),
-            "--name", trust_name, "--projects", self.target.project, "--restricted",
-        ]  # fmt: skip
+    def operation_delete_argv(self, operation: str) -> _Argv:
+        """Cancel an operation: for a pending join token, revoke it (any remote)."""
+        path = f"{self.target.remote}:/1.0/operations/{quote(operation, safe='')}"
+        return [self.target.cli, "query", "-X", "DELETE", path]
 
     def trust_list_argv(self) -> _Argv:
         remote = f"{self.target.remote}:"
@@ -229,17 +237,6 @@ class LxdCommandLines:
 
     def trust_remove_argv(self, fingerprint: str) -> _Argv:
         return [self.target.cli, "config", "trust", "remove", self._name(fingerprint)]
-
-    def token_list_argv(self) -> _Argv:
-        return [
-            self.target.cli, "config", "trust", "list-tokens", f"{self.target.remote}:",
-            "--format", "json",
-        ]  # fmt: skip
-
-    def token_revoke_argv(self, trust_name: str) -> _Argv:
-        return [
-            self.target.cli, "config", "trust", "revoke-token", *self._trust_server(), trust_name
-        ]  # fmt: skip
 
     def student_command(self, remote: str, token: str, instance: str) -> str:
         """What a student runs on their own machine: add the server as `remote` with the token

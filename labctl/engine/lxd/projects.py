@@ -8,11 +8,14 @@ non-managed NICs (the bridged or macvlan NIC a classroom LAN needs) unless allow
 Cluster targeting stays blocked for students; labctl, a server admin, is exempt.
 
 `grant` asks for a join token for a client restricted to that project, under a trust name that
-`revoke` finds again. The token is a secret: it is returned to the caller only, never logged.
+`revoke` finds again, through LXD's REST API (`lxc query`), so it works on any remote: on LXD 5.0
+`config trust add` and `revoke-token` reach the local daemon only. The token is a secret: it is
+returned to the caller only, never logged or quoted in an error.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
@@ -45,15 +48,15 @@ class LxdEngine(Protocol):
         self, profile: str, device: str, kind: str, settings: Sequence[tuple[str, str]]
     ) -> list[str]: ...
 
-    def trust_add_argv(self, trust_name: str) -> list[str]: ...
+    def query_argv(self, path: str, *, in_project: bool = False) -> list[str]: ...
+
+    def token_request_argv(self, trust_name: str) -> list[str]: ...
+
+    def operation_delete_argv(self, operation: str) -> list[str]: ...
 
     def trust_list_argv(self) -> list[str]: ...
 
     def trust_remove_argv(self, fingerprint: str) -> list[str]: ...
-
-    def token_list_argv(self) -> list[str]: ...
-
-    def token_revoke_argv(self, trust_name: str) -> list[str]: ...
 
 
 PROJECT_CONFIG: Final = (
@@ -65,6 +68,7 @@ PROJECT_CONFIG: Final = (
 )
 PROFILE: Final = "default"  # the student project's profile every instance gets
 ADDRESS_KEYS: Final = ("core.https_address", "cluster.https_address")
+ZERO_TIME: Final = "0001-01-01T00:00:00Z"  # a token without expiry (Go's zero time), as LXD 5.0
 
 
 def _missing(exc: LxdError, what: str) -> bool:
@@ -143,21 +147,37 @@ def server_addresses(engine: LxdEngine) -> list[str]:
 
 
 def grant(engine: LxdEngine, name: str, *, timeout: float) -> AccessGrant:
-    """A new restricted join token for the lab's project, named `name`; older unused tokens of
-    that name are revoked first (only the newest one works)."""
-    if engine.target.remote != "local":
-        raise LxdError(
-            f"labctl access talks to the LXD server on this machine only (engine.remote is "
-            f"{engine.target.remote}): LXD 5.0's `lxc config trust add` cannot name a remote",
-            hint="Run labctl access on that server (or a cluster member), where engine.remote "
-            "is local.",
-        )
+    """A new restricted join token for the lab's project, named `name`, on the lab's remote;
+    older unused tokens of that name are revoked first (only the newest one works)."""
     _revoke_tokens(engine, name, timeout=timeout)
-    output = engine.run_cli(engine.trust_add_argv(name), timeout=timeout).stdout
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    if not lines or " " in lines[-1]:
-        raise LxdError("`lxc config trust add` printed no token", argv=engine.trust_add_argv(name))
-    return AccessGrant(name, engine.target.project, lines[-1])
+    argv = engine.token_request_argv(name)
+    answer = engine.run_cli(argv, timeout=timeout).stdout
+    return AccessGrant(name, engine.target.project, join_token(answer, name, argv))
+
+
+def join_token(answer: str, name: str, argv: list[str]) -> str:
+    """The token `lxc config trust add` would print, from the token operation LXD answered:
+    base64 of the JSON LXD's client encodes (its fields in this order, no spaces; verified
+    against LXD 5.0.2's own tokens). The answer holds the secret: it is never quoted."""
+    metadata = _dict(_dict(_json_or_none(answer)).get("metadata"))
+    secret, fingerprint = metadata.get("secret"), metadata.get("fingerprint")
+    addresses = metadata.get("addresses")
+    if not (
+        isinstance(secret, str)
+        and secret
+        and isinstance(fingerprint, str)
+        and isinstance(addresses, list)
+        and all(isinstance(a, str) for a in addresses)
+    ):
+        raise LxdError("LXD's answer to the token request holds no token", argv=argv)
+    body = {
+        "client_name": name,
+        "fingerprint": fingerprint,
+        "addresses": addresses,
+        "secret": secret,
+        "expires_at": str(metadata.get("expiresAt") or ZERO_TIME),
+    }
+    return base64.b64encode(json.dumps(body, separators=(",", ":")).encode()).decode()
 
 
 def revoke(engine: LxdEngine, name: str, *, timeout: float) -> int:
@@ -172,13 +192,31 @@ def revoke(engine: LxdEngine, name: str, *, timeout: float) -> int:
 
 
 def _revoke_tokens(engine: LxdEngine, name: str, *, timeout: float) -> int:
-    listed = engine.run_cli(engine.token_list_argv(), timeout=timeout).stdout
-    # LXD 5.0.2 lists tokens as {"ClientName", "Token", "ExpiresAt"}; revoke-token NAME
-    # deletes one token of that name per call
-    pending = [t for t in _json_list(listed) if t.get("ClientName") == name]
-    for _ in pending:
-        engine.run_cli(engine.token_revoke_argv(name), timeout=timeout)
+    """Cancel the pending token operations of `name` (REST, so on any remote). Their listing
+    holds the secrets: it is read here and never quoted."""
+    argv = engine.query_argv("/1.0/operations?recursion=1")
+    groups = _dict(_json_or_none(engine.run_cli(argv, timeout=timeout).stdout))
+    pending = [
+        str(op["id"])
+        for op in (_dict(o) for o in groups.get("running") or [] if isinstance(o, dict))
+        if op.get("class") == "token"
+        and isinstance(op.get("id"), str)
+        and _dict(_dict(op.get("metadata")).get("request")).get("name") == name
+    ]
+    for operation in pending:
+        engine.run_cli(engine.operation_delete_argv(operation), timeout=timeout)
     return len(pending)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text or "null")
+    except json.JSONDecodeError:
+        return None
 
 
 def _json_list(text: str) -> list[dict[str, Any]]:
