@@ -261,3 +261,20 @@ def test_a_single_lab_on_a_cluster_goes_whole_on_the_member_with_the_most_free_m
     assert result.exit_code == 0, result.output
     assert located(fake_lxc) == {"cls-ann-app": "m3", "cls-ann-lb": "m3"}
     assert "the lab goes on cluster member m3" in result.output
+
+
+def test_with_class_json_lost_each_lab_is_found_on_its_own_member(
+    tmp_path: Path, run, fake_lxc: FakeLxc, lb: ClassLb
+) -> None:
+    """One cluster lists every member's instances: a student is found on the member their
+    instances are on, not on the first member whose listing names them."""
+    names = ["ann", "bob", "cat"]
+    path = without_hosts(write_lab(tmp_path, lb, names))
+    assert run(path, "up").exit_code == 0
+    placed = placements(tmp_path)
+    assert len(set(placed.values())) == 3
+    (tmp_path / "state" / "cls" / "class.json").unlink()
+    status = run(path, "status", "--json")
+    assert status.exit_code == 0, status.output
+    hosts = {row["student"]: row["host"] for row in json.loads(status.stdout)["students"]}
+    assert hosts == placed

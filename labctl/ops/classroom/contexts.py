@@ -329,7 +329,13 @@ def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> 
     for host in hosts:
         try:
             engines = cctx.listing_engines(host.remote, students)
-            names = [inst.name for engine in engines for inst in engine.list()]
+            names = [
+                inst.name
+                for engine in engines
+                for inst in engine.list()
+                # one cluster lists every member's instances: each member claims its own
+                if host.member is None or inst.location == host.member
+            ]
         except LabctlError:
             continue
         for name in names:
