@@ -14,18 +14,24 @@ a crash.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from labctl.engine.base import ClusterMember, MemberCapacity
 from labctl.engine.lxd import projects
 from labctl.engine.lxd import server as setup
+from labctl.engine.lxd.parse import ServerInfo
 from labctl.errors import EngineError, LabctlError
 
-if TYPE_CHECKING:
-    from labctl.engine.lxd.adapter import LxdEngine
-
 ONLINE: Final = "Online"
+
+
+class LxdEngine(projects.LxdEngine, Protocol):
+    """What these helpers use of the adapter (adapter.LxdEngine), without importing it."""
+
+    def server(self) -> ServerInfo: ...
+
+    def profile_documents(self) -> list[Any]: ...
 
 
 def _dict(value: Any) -> dict[str, Any]:
