@@ -195,11 +195,33 @@ def run_class(bench: Bench, args: argparse.Namespace) -> int:
     check_args = [arg for name in CHECKS for arg in ("--check", name)]
     seconds, check = bench.labctl("check", *check_args, "--json", timeout=600)
     bench.note(f"check ({len(CHECKS)} checks) wall (s)", f"{seconds:.1f} (exit {check.returncode})")
+    for name, (passed, total, reasons) in check_tally(check.stdout).items():
+        why = f"; not passed: {' | '.join(reasons)}" if reasons else ""
+        bench.note(f"  check {name}: labs passed", f"{passed} of {total}{why}")
     seconds, down = bench.labctl("down", timeout=900)
     bench.note("down wall (s)", f"{seconds:.1f} (exit {down.returncode})")
     bench.note("containers left after down", len(bench.instances()))
     bench.note("host memory used after down (MiB)", round(used_memory_mib()))
     return 0 if up.returncode == 0 else 1
+
+
+def check_tally(document: str) -> dict[str, tuple[int, int, list[str]]]:
+    """Per check of `labctl check --json`: labs passed, labs graded, and up to three distinct
+    reasons of the others (what a failing class-wide check is about)."""
+    try:
+        labs = json.loads(document).get("labs") or []
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    tally: dict[str, tuple[int, int, list[str]]] = {}
+    for lab in labs:
+        for verdict in lab.get("checks") or []:
+            passed, total, reasons = tally.get(verdict["name"], (0, 0, []))
+            ok = verdict.get("status") == "pass"
+            reason = str(verdict.get("reason") or verdict.get("status"))
+            if not ok and reason not in reasons and len(reasons) < 3:
+                reasons = [*reasons, reason]
+            tally[verdict["name"]] = (passed + ok, total + 1, reasons)
+    return tally
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
