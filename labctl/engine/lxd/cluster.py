@@ -34,15 +34,11 @@ class LxdEngine(projects.LxdEngine, Protocol):
     def profile_documents(self) -> list[Any]: ...
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _count(document: dict[str, Any], *keys: str) -> int:
     """A non-negative integer at document[k1][k2]..., else -1 (absent or not a count)."""
     value: Any = document
     for key in keys:
-        value = _dict(value).get(key)
+        value = setup.as_dict(value).get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
 
 
@@ -57,7 +53,7 @@ def parse_members(document: Any) -> list[ClusterMember]:
     """`/1.0/cluster/members?recursion=1` -> the members, in the cluster's order."""
     found = []
     for item in document if isinstance(document, list) else []:
-        item = _dict(item)
+        item = setup.as_dict(item)
         name = item.get("server_name")
         if not isinstance(name, str) or not name:
             continue
@@ -71,15 +67,15 @@ def parse_members(document: Any) -> list[ClusterMember]:
 
 def parse_capacity(resources: Any, pool: str = "", pool_resources: Any = None) -> MemberCapacity:
     """`/1.0/resources` (and the root pool's `resources`) -> what the member has."""
-    document = _dict(resources)
+    document = setup.as_dict(resources)
     cpus = _count(document, "cpu", "total")
     total = _count(document, "memory", "total")
     used = _count(document, "memory", "used")
     for value, field in ((cpus, "cpu.total"), (total, "memory.total"), (used, "memory.used")):
         if value < 0:
             raise _odd("/1.0/resources", field)
-    space_total = _count(_dict(pool_resources), "space", "total")
-    space_used = _count(_dict(pool_resources), "space", "used")
+    space_total = _count(setup.as_dict(pool_resources), "space", "total")
+    space_used = _count(setup.as_dict(pool_resources), "space", "used")
     free = space_total - space_used if space_total >= 0 and space_used >= 0 else None
     return MemberCapacity(cpus, total, used, free, pool if free is not None else "")
 

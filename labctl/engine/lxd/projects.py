@@ -159,7 +159,7 @@ def join_token(answer: str, name: str, argv: list[str]) -> str:
     """The token `lxc config trust add` would print, from the token operation LXD answered:
     base64 of the JSON LXD's client encodes (its fields in this order, no spaces; verified
     against LXD 5.0.2's own tokens). The answer holds the secret: it is never quoted."""
-    metadata = _dict(_dict(_json_or_none(answer)).get("metadata"))
+    metadata = setup.as_dict(setup.as_dict(_json_or_none(answer)).get("metadata"))
     secret, fingerprint = metadata.get("secret"), metadata.get("fingerprint")
     addresses = metadata.get("addresses")
     if not (
@@ -195,21 +195,18 @@ def _revoke_tokens(engine: LxdEngine, name: str, *, timeout: float) -> int:
     """Cancel the pending token operations of `name` (REST, so on any remote). Their listing
     holds the secrets: it is read here and never quoted."""
     argv = engine.query_argv("/1.0/operations?recursion=1")
-    groups = _dict(_json_or_none(engine.run_cli(argv, timeout=timeout).stdout))
+    groups = setup.as_dict(_json_or_none(engine.run_cli(argv, timeout=timeout).stdout))
     pending = [
         str(op["id"])
-        for op in (_dict(o) for o in groups.get("running") or [] if isinstance(o, dict))
-        if op.get("class") == "token"
+        for op in groups.get("running") or []
+        if isinstance(op, dict)
+        and op.get("class") == "token"
         and isinstance(op.get("id"), str)
-        and _dict(_dict(op.get("metadata")).get("request")).get("name") == name
+        and setup.as_dict(setup.as_dict(op.get("metadata")).get("request")).get("name") == name
     ]
     for operation in pending:
         engine.run_cli(engine.operation_delete_argv(operation), timeout=timeout)
     return len(pending)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _json_or_none(text: str) -> Any:

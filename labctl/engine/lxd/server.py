@@ -40,7 +40,8 @@ class SetupState:
         return ", ".join(gaps) or "nothing"
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (an odd answer reads as empty)."""
     return value if isinstance(value, dict) else {}
 
 
@@ -52,7 +53,7 @@ def pool_names(pools: Any) -> tuple[str, ...]:
     """`/1.0/storage-pools?recursion=1` -> ("default (btrfs)", ...)."""
     found = []
     for pool in _list(pools):
-        pool = _dict(pool)
+        pool = as_dict(pool)
         if isinstance(pool.get("name"), str):
             found.append(f"{pool['name']} ({pool.get('driver') or '?'})")
     return tuple(found)
@@ -63,7 +64,7 @@ def profile_devices(profiles: list[Any]) -> dict[str, dict[str, Any]]:
     LXD applies them)."""
     devices: dict[str, dict[str, Any]] = {}
     for profile in profiles:
-        for name, device in _dict(_dict(profile).get("devices")).items():
+        for name, device in as_dict(as_dict(profile).get("devices")).items():
             if isinstance(name, str) and isinstance(device, dict):
                 devices[name] = device
     return devices
@@ -96,7 +97,7 @@ def setup_state(version: str, pools: Any, profiles: list[Any]) -> SetupState:
 
 def network_detail(network: Any) -> str:
     """`/1.0/networks/NAME` -> "10.172.64.1/24, NAT on" (what a reader needs to know)."""
-    config = _dict(_dict(network).get("config"))
+    config = as_dict(as_dict(network).get("config"))
     address = str(config.get("ipv4.address") or "no IPv4")
     nat = "NAT on" if str(config.get("ipv4.nat", "")).lower() == "true" else "no NAT"
     return f"{address}, {nat}"
@@ -131,4 +132,4 @@ def network_line(state: SetupState, detail: str) -> HealthLine:
 
 def remote_names(remotes_json: Any) -> set[str]:
     """`lxc remote list --format json` -> the remote names this client knows."""
-    return {name for name in _dict(remotes_json) if isinstance(name, str)}
+    return {name for name in as_dict(remotes_json) if isinstance(name, str)}

@@ -315,7 +315,9 @@ def _down_members(cctx: ClassContext, hosts: list[HostRef]) -> set[str]:
 
 
 def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> dict[str, HostRef]:
-    """Where these students' VMs already exist (class.json lost or deleted): one list per host.
+    """Where these students' VMs already exist (class.json lost or deleted): one list per
+    remote, each instance claimed by the host of its member (a cluster's members share one
+    listing) or by the remote's one host.
 
     Matches exact instance names, so a student "a" never claims student "a-b"'s VMs. A daemon
     that does not answer is skipped; its students are placed as new ones.
@@ -326,21 +328,16 @@ def _discover(cctx: ClassContext, students: list[str], hosts: list[HostRef]) -> 
         for vm in cctx.lab.vms
     }
     found: dict[str, HostRef] = {}
-    for host in hosts:
+    for remote in dict.fromkeys(h.remote for h in hosts):  # in lab.yaml's order
+        here = [h for h in hosts if h.remote == remote]
         try:
-            engines = cctx.listing_engines(host.remote, students)
-            names = [
-                inst.name
-                for engine in engines
-                for inst in engine.list()
-                # one cluster lists every member's instances: each member claims its own
-                if host.member is None or inst.location == host.member
-            ]
+            listed = [i for e in cctx.listing_engines(remote, students) for i in e.list()]
         except LabctlError:
             continue
-        for name in names:
-            student = wanted.get(name)
-            if student is not None and student not in found:
+        for inst in listed:
+            student = wanted.get(inst.name)
+            host = next((h for h in here if h.member in (None, inst.location)), None)
+            if student is not None and host is not None and student not in found:
                 found[student] = host
     return found
 
